@@ -1,0 +1,72 @@
+"""The model card (``README.md``) of a pack: Hub front matter plus usage and provenance."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .pack import Pack
+
+__all__ = ["CARD_TAGS", "render_card"]
+
+CARD_TAGS = ("l2v-hub", "l2v-cot", "steering-vector", "chain-of-thought")
+
+
+def _yaml_str(value: str) -> str:
+    # A JSON string is a valid YAML scalar and needs no further escaping.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render_card(pack: Pack) -> str:
+    """Render the card from the pack's metadata; the Hub lists the pack under ``base_model``."""
+    s, t, m, h, d = pack.source, pack.target, pack.method, pack.hook, pack.defaults
+    tags = [*CARD_TAGS, f"source:{s.model_id}", f"target-type:{t.model_type}"]
+    front = "\n".join(
+        [
+            "---",
+            "library_name: l2v-hub",
+            "tags:",
+            *(f"- {_yaml_str(tag)}" for tag in tags),
+            f"base_model: {_yaml_str(t.model_id)}",
+            "base_model_relation: adapter",
+            "---",
+        ]
+    )
+    rows = [
+        ("Pack", f"`{pack.name}` v{pack.version}"),
+        ("Target model", f"`{t.model_id}`" + (f" @ `{t.revision}`" if t.revision else "")),
+        ("Target text decoder", f"{t.model_type}, hidden {t.hidden_size}, {t.num_layers} blocks"),
+        ("Source LLM", f"`{s.model_id}`" + (f" @ `{s.revision}`" if s.revision else "")),
+        ("Source text decoder", f"{s.model_type}, hidden {s.hidden_size}, {s.num_layers} blocks"),
+        ("Extraction", f"{m.extraction} at the {m.token} token"),
+        ("Contrastive pairs", f"{m.pairs.count} from `{m.pairs.source}` (sha256 `{m.pairs.sha256[:12]}…`)"),
+        ("Low-pass", "none" if m.lowpass_keep is None else f"{m.lowpass_keep} lowest frequency bins"),
+        ("Resampling / layer map", f"{m.resample} / {m.layer_map}"),
+        ("Hook", f"{h.op} on `{h.site}`, positions `{h.positions}`"),
+        ("Default strength / layers", f"{d.strength:g} / {list(d.layers)}"),
+        ("Created", f"{pack.created} with l2v-hub {pack.l2v_hub_version}"),
+    ]
+    table = "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+    return f"""{front}
+
+# {pack.name}
+
+Chain-of-thought steering directions for `{t.model_id}`, transferred from the text LLM
+`{s.model_id}` with the L2V-CoT method (low-pass filtered, Fourier-resampled from hidden size
+{s.hidden_size} to {t.hidden_size}). Applying the pack adds the direction to the residual stream of
+the model's text decoder at inference; no weights change.
+
+## Usage
+
+```python
+import l2v_hub
+
+patch = l2v_hub.patch(model)          # finds this pack by the model's id
+patch.strength = {d.strength:g}                # change at runtime; patch.remove() undoes it
+```
+
+## Provenance
+
+{table}
+"""

@@ -1,0 +1,47 @@
+"""The ``l2v-hub`` command line: one click group, a subcommand per module of this package.
+
+Exit codes: 0 success, 1 failure (one line on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from .._version import __version__
+from ..errors import L2VHubError
+from .inspect_cmd import inspect
+
+__all__ = ["main"]
+
+
+class _Group(click.Group):
+    """Turns l2v-hub's own errors into a one-line message and exit code 1 (``--debug``: raise)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except L2VHubError as exc:
+            if ctx.meta.get("l2v_hub.debug"):
+                raise
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="l2v-hub")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Build, share and apply L2V-CoT chain-of-thought steering packs."""
+    ctx.meta["l2v_hub.debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+main.add_command(inspect)

@@ -1,0 +1,41 @@
+"""``l2v-hub inspect``: verify a pack and summarise it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..pack import Pack
+
+__all__ = ["inspect"]
+
+
+def _summary(pack: Pack) -> str:
+    s, t, m, h, d = pack.source, pack.target, pack.method, pack.hook, pack.defaults
+    norms = ""
+    if pack.stats and isinstance(pack.stats.get("layers"), list):
+        norms = f"\n  stats:     {len(pack.stats['layers'])} source blocks of diagnostics"
+    keep = "none" if m.lowpass_keep is None else f"{m.lowpass_keep} bins"
+    return (
+        f"{pack.name} v{pack.version} (created {pack.created}, l2v-hub {pack.l2v_hub_version})\n"
+        f"  target:    {t.model_id} [{t.model_type}] hidden {t.hidden_size}, {t.num_layers} blocks\n"
+        f"  source:    {s.model_id} [{s.model_type}] hidden {s.hidden_size}, {s.num_layers} blocks\n"
+        f"  method:    {m.name}, {m.extraction} at the {m.token} token, low-pass {keep}, "
+        f"{m.resample} resampling, {m.layer_map} layer map\n"
+        f"  pairs:     {m.pairs.count} from {m.pairs.source} (sha256 {m.pairs.sha256[:12]})\n"
+        f"  hook:      {h.op} on {h.site}, positions {h.positions}\n"
+        f"  defaults:  strength {d.strength:g} on blocks {list(d.layers)}" + norms
+    )
+
+
+@click.command()
+@click.argument("path", type=click.Path(file_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the pack's metadata as JSON.")
+def inspect(path: str, as_json: bool) -> None:
+    """Verify the pack at PATH and print a summary of it."""
+    pack = Pack.from_pretrained(path)
+    if as_json:
+        click.echo(json.dumps(pack.metadata(), indent=2))
+    else:
+        click.echo(_summary(pack))

@@ -1,0 +1,21 @@
+"""The few named exceptions l2v-hub raises.
+
+Every error a user can act on is one of these; each message names the thing at fault and what was
+expected.
+"""
+
+from __future__ import annotations
+
+__all__ = ["IncompatiblePackError", "L2VHubError", "PackError"]
+
+
+class L2VHubError(Exception):
+    """Base class of every l2v-hub error."""
+
+
+class PackError(L2VHubError, ValueError):
+    """A pack is malformed, tampered with or unreadable (names the file and the field)."""
+
+
+class IncompatiblePackError(L2VHubError, ValueError):
+    """A pack does not fit the model it is applied to (names both values)."""

@@ -1,0 +1,270 @@
+"""A pack: per-block steering directions for one target model, with metadata that says exactly
+how to apply them. Format v1 is specified in docs/pack-format.md.
+
+Only JSON and safetensors are ever read; every file is checked against the size and sha256 that
+``pack.json`` records before it is parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from ._version import __version__
+from .card import render_card
+from .errors import PackError
+from .metadata import (
+    SCHEMA_VERSION,
+    Defaults,
+    Hook,
+    Method,
+    ModelRef,
+    parse_metadata,
+    to_json_dict,
+)
+
+__all__ = ["DIRECTIONS_FILE", "METADATA_FILE", "STATS_FILE", "Pack", "PathLike"]
+
+PathLike = str | os.PathLike[str]
+METADATA_FILE = "pack.json"
+DIRECTIONS_FILE = "directions.safetensors"
+STATS_FILE = "stats.json"
+CARD_FILE = "README.md"
+_MAX_JSON_BYTES = 64 << 20  # pack.json / stats.json beyond this are refused unread
+_UNIT_TOL = 1e-4
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(eq=False)
+class Pack:
+    """Steering directions for every text-decoder block of ``target``, plus their provenance.
+
+    ``directions[i]`` is the unit direction for block ``i`` (0-based), applied to the block's
+    output as ``hook`` says, at ``defaults.strength`` on ``defaults.layers`` unless overridden.
+    """
+
+    name: str
+    version: str
+    source: ModelRef
+    target: ModelRef
+    method: Method
+    directions: torch.Tensor
+    defaults: Defaults
+    hook: Hook = field(default_factory=Hook)
+    stats: dict[str, Any] | None = None
+    created: str = field(default_factory=_utc_now)
+    l2v_hub_version: str = __version__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Pack):
+            return NotImplemented
+        return self.metadata() == other.metadata() and (
+            self.stats == other.stats and torch.equal(self.directions, other.directions)
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        """``pack.json`` without ``files`` (which depends on the serialized bytes)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "created": self.created,
+            "l2v_hub_version": self.l2v_hub_version,
+            "source": to_json_dict(self.source),
+            "target": to_json_dict(self.target),
+            "method": to_json_dict(self.method),
+            "hook": to_json_dict(self.hook),
+            "defaults": to_json_dict(self.defaults),
+        }
+
+    def with_version(self, version: str) -> Pack:
+        """A copy of this pack under another version (checked on save)."""
+        return replace(self, version=version)
+
+    def validate(self) -> Pack:
+        """Check the metadata and the directions against each other; return ``self``.
+
+        Raises ``PackError`` naming the field at fault.
+        """
+        parse_metadata({**self.metadata(), "files": {}})
+        d, t = self.directions, self.target
+        if not isinstance(d, torch.Tensor) or d.dtype != torch.float32:
+            raise PackError(f"{DIRECTIONS_FILE}: directions must be a float32 tensor")
+        if tuple(d.shape) != (t.num_layers, t.hidden_size):
+            raise PackError(
+                f"{DIRECTIONS_FILE}: directions have shape {tuple(d.shape)}, but pack.json says "
+                f"target.num_layers={t.num_layers} and target.hidden_size={t.hidden_size}"
+            )
+        for i, row in enumerate(d):
+            if not bool(torch.isfinite(row).all()):
+                raise PackError(f"{DIRECTIONS_FILE}: 'layers.{i}' holds NaN or inf")
+            norm = float(torch.linalg.vector_norm(row.double()))
+            if not math.isclose(norm, 1.0, abs_tol=_UNIT_TOL):
+                raise PackError(f"{DIRECTIONS_FILE}: 'layers.{i}' must have unit norm, has {norm:.6g}")
+        bad = [i for i in self.defaults.layers if not 0 <= i < t.num_layers]
+        if bad:
+            raise PackError(
+                f"pack.json: 'defaults.layers' has {bad}, outside [0, {t.num_layers - 1}]"
+            )
+        return self
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _payloads(self) -> dict[str, bytes]:
+        tensors = {f"layers.{i}": row.contiguous() for i, row in enumerate(self.directions)}
+        meta = {"format": "pt", "l2v_hub_schema_version": str(SCHEMA_VERSION)}
+        files = {DIRECTIONS_FILE: save_safetensors(tensors, metadata=meta)}
+        if self.stats is not None:
+            files[STATS_FILE] = _dump_json(self.stats)
+        files[CARD_FILE] = render_card(self).encode()
+        return files
+
+    def save_pretrained(self, path: PathLike) -> Path:
+        """Write the pack folder; ``pack.json`` is written last, so a crash leaves no valid pack."""
+        self.validate()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        payloads = self._payloads()
+        files = {
+            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            for name, data in payloads.items()
+        }
+        payloads[METADATA_FILE] = _dump_json({**self.metadata(), "files": files})
+        for name, data in payloads.items():
+            _atomic_write(folder / name, data)
+        return folder
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: PathLike) -> Pack:
+        """Load and fully verify a pack folder. Raises ``PackError`` on any problem."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise PackError(f"no pack folder at '{folder}' (expected a folder holding pack.json)")
+        meta = parse_metadata(_load_json(_read_file(folder, METADATA_FILE, None), METADATA_FILE))
+        if DIRECTIONS_FILE not in meta["files"]:
+            raise PackError(f"pack.json: 'files' does not list '{DIRECTIONS_FILE}'")
+        data = {name: _read_file(folder, name, entry) for name, entry in meta["files"].items()}
+        stats = _load_json(data[STATS_FILE], STATS_FILE) if STATS_FILE in data else None
+        if stats is not None and not isinstance(stats, dict):
+            raise PackError(f"{STATS_FILE}: must hold a JSON object")
+        meta.pop("schema_version")
+        meta.pop("files")
+        pack = cls(
+            directions=_parse_directions(data[DIRECTIONS_FILE], meta["target"]),
+            stats=stats,
+            **meta,
+        )
+        return pack.validate()
+
+
+def _dump_json(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _safe_path(folder: Path, name: str) -> Path:
+    """Resolve ``name`` inside ``folder``; refuse names and links that lead out of it.
+
+    A Hub cache snapshot (``.../snapshots/<sha>/``) links its files into the repo's own
+    ``blobs/`` folder, the one place outside the folder a file may live.
+    """
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith(("/", "\\")) or ":" in name or any(p in ("", ".", "..") for p in parts):
+        raise PackError(f"pack.json: file name {name!r} in 'files' must stay inside the pack folder")
+    root = folder.resolve()
+    allowed = [root]
+    if root.parent.name == "snapshots":
+        allowed.append(root.parent.parent / "blobs")
+    resolved = (folder / name).resolve()
+    if not any(resolved.is_relative_to(base) for base in allowed):
+        raise PackError(f"{name}: resolves to '{resolved}', outside the pack folder")
+    return resolved
+
+
+def _read_file(folder: Path, name: str, entry: dict[str, Any] | None) -> bytes:
+    path = _safe_path(folder, name)
+    try:
+        size = path.stat().st_size
+        expected = size if entry is None else entry["size"]
+        if entry is None and size > _MAX_JSON_BYTES:
+            raise PackError(f"{name}: {size} bytes, more than the {_MAX_JSON_BYTES} allowed")
+        if size != expected:
+            raise PackError(
+                f"{name}: size mismatch (pack.json says {expected} bytes, the file has {size}); "
+                "the file is truncated or altered"
+            )
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PackError(f"{name}: missing from the pack folder '{folder}'") from None
+    except OSError as exc:
+        raise PackError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    if entry is not None:
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) != expected or digest != entry["sha256"]:
+            raise PackError(
+                f"{name}: sha256 mismatch (pack.json says {entry['sha256']}, the file has "
+                f"{digest}); the file was altered or corrupted"
+            )
+    return data
+
+
+def _load_json(data: bytes, name: str) -> Any:
+    def refuse_constant(token: str) -> None:
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PackError(f"{name}: not valid JSON ({str(exc)[:120]})") from None
+
+
+def _parse_directions(data: bytes, target: ModelRef) -> torch.Tensor:
+    try:
+        tensors = load_safetensors(data)
+    except Exception as exc:  # safetensors raises its own error types for every malformed header
+        raise PackError(f"{DIRECTIONS_FILE}: not a valid safetensors file ({str(exc)[:160]})") from None
+    expected = {f"layers.{i}" for i in range(target.num_layers)}
+    if set(tensors) != expected:
+        missing = sorted(expected - set(tensors), key=len)[:3]
+        extra = sorted(set(tensors) - expected)[:3]
+        raise PackError(
+            f"{DIRECTIONS_FILE}: tensor keys must be layers.0..layers.{target.num_layers - 1} "
+            f"(target.num_layers); missing {missing}, unexpected {extra}"
+        )
+    rows = []
+    for i in range(target.num_layers):
+        t = tensors[f"layers.{i}"]
+        if t.dtype != torch.float32 or tuple(t.shape) != (target.hidden_size,):
+            raise PackError(
+                f"{DIRECTIONS_FILE}: 'layers.{i}' must be float32 of shape [{target.hidden_size}] "
+                f"(target.hidden_size), got {str(t.dtype).removeprefix('torch.')} "
+                f"{list(t.shape)}"
+            )
+        rows.append(t)
+    return torch.stack(rows)

@@ -1,0 +1,44 @@
+"""Shared fixtures: small valid packs built from random unit directions."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from l2v_hub import Defaults, Method, ModelRef, Pack, PairsInfo
+
+
+def random_pack(
+    hidden_size: int = 48,
+    num_layers: int = 6,
+    *,
+    target_id: str = "tiny/vlm",
+    model_type: str = "qwen2_vl",
+    seed: int = 0,
+    version: str = "1.0.0",
+) -> Pack:
+    """A valid pack whose directions are random unit vectors (seeded)."""
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randn(num_layers, hidden_size, generator=g)
+    d = d / d.norm(dim=-1, keepdim=True)
+    return Pack(
+        name="tiny-pack",
+        version=version,
+        source=ModelRef("tiny/llm", 32, 4, "llama", revision="0" * 40),
+        target=ModelRef(target_id, hidden_size, num_layers, model_type),
+        method=Method(
+            extraction="mean-diff",
+            pairs=PairsInfo("builtin", 200, hashlib.sha256(b"pairs").hexdigest()),
+            lowpass_keep=8,
+        ),
+        directions=d,
+        defaults=Defaults(strength=0.1, layers=(num_layers // 2,)),
+        stats={"layers": [{"norm": 1.0}] * 4},
+    )
+
+
+@pytest.fixture
+def pack() -> Pack:
+    return random_pack()

@@ -1,0 +1,200 @@
+"""Pack format v1: round trip, and every corruption refused with a message naming it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import random_pack
+from safetensors.torch import load_file
+
+from l2v_hub import Pack, PackError
+from l2v_hub.metadata import SCHEMA_VERSION
+
+
+def saved(pack: Pack, tmp_path: Path) -> Path:
+    return pack.save_pretrained(tmp_path / "pack")
+
+
+def edit_json(folder: Path, change: Callable[[dict], None]) -> None:
+    meta = json.loads((folder / "pack.json").read_text())
+    change(meta)
+    (folder / "pack.json").write_text(json.dumps(meta))
+
+
+def test_round_trip_is_equal(pack: Pack, tmp_path: Path) -> None:
+    folder = saved(pack, tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md", "directions.safetensors", "pack.json", "stats.json"
+    ]
+    loaded = Pack.from_pretrained(folder)
+    assert loaded == pack
+    assert loaded.directions.dtype == torch.float32
+    assert loaded is not pack and loaded.target == pack.target
+
+
+def test_files_on_disk_follow_the_format(pack: Pack, tmp_path: Path) -> None:
+    folder = saved(pack, tmp_path)
+    tensors = load_file(folder / "directions.safetensors")
+    assert sorted(tensors, key=lambda k: int(k.split(".")[1])) == [f"layers.{i}" for i in range(6)]
+    assert all(t.shape == (48,) and t.dtype == torch.float32 for t in tensors.values())
+    meta = json.loads((folder / "pack.json").read_text())
+    assert meta["schema_version"] == SCHEMA_VERSION
+    assert meta["hook"] == {
+        "op": "norm_preserving_add",
+        "positions": "first_and_generated",
+        "site": "decoder_block_output",
+        "layer_index_base": 0,
+    }
+    assert set(meta["files"]) == {"directions.safetensors", "README.md", "stats.json"}
+    assert meta["files"]["directions.safetensors"]["size"] == os.path.getsize(
+        folder / "directions.safetensors"
+    )
+    assert meta["created"].endswith("Z")
+    card = (folder / "README.md").read_text()
+    front = card.split("---")[1]
+    for line in [
+        "library_name: l2v-hub",
+        'base_model: "tiny/vlm"',
+        "base_model_relation: adapter",
+        '- "l2v-cot"',
+        '- "steering-vector"',
+    ]:
+        assert line in front
+
+
+def flip_byte(folder: Path) -> None:
+    path = folder / "directions.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def truncate(folder: Path) -> None:
+    path = folder / "directions.safetensors"
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+def wrong_hidden(folder: Path) -> None:
+    edit_json(folder, lambda m: m["target"].update(hidden_size=64))
+
+
+def unknown_schema(folder: Path) -> None:
+    edit_json(folder, lambda m: m.update(schema_version=SCHEMA_VERSION + 1))
+
+
+def escaping_file(folder: Path) -> None:
+    (folder.parent / "outside.bin").write_bytes(b"x")
+    edit_json(folder, lambda m: m["files"].update({"../outside.bin": m["files"]["README.md"]}))
+
+
+def absolute_file(folder: Path) -> None:
+    edit_json(folder, lambda m: m["files"].update({"/etc/passwd": m["files"]["README.md"]}))
+
+
+def missing_key(key: str) -> Callable[[Path], None]:
+    def change(folder: Path) -> None:
+        def drop(meta: dict) -> None:
+            *parents, last = key.split(".")
+            node = meta
+            for part in parents:
+                node = node[part]
+            del node[last]
+
+        edit_json(folder, drop)
+
+    return change
+
+
+def nan_direction(folder: Path) -> None:
+    # A consistent pack (hashes re-computed) whose tensor holds a NaN: refused on content.
+    pack = Pack.from_pretrained(folder)
+    pack.directions[2, 5] = float("nan")
+    pack.validate = lambda: pack  # type: ignore[method-assign]
+    Pack.save_pretrained(pack, folder)
+
+
+def symlink_out(folder: Path) -> None:
+    outside = folder.parent / "elsewhere.json"
+    outside.write_text((folder / "stats.json").read_text())
+    (folder / "stats.json").unlink()
+    (folder / "stats.json").symlink_to(outside)
+
+
+CASES = [
+    (flip_byte, ["directions.safetensors", "sha256"]),
+    (truncate, ["directions.safetensors", "size"]),
+    (missing_key("defaults.layers"), ["pack.json", "defaults.layers"]),
+    (missing_key("target.model_id"), ["pack.json", "target.model_id"]),
+    (missing_key("schema_version"), ["schema_version"]),
+    (wrong_hidden, ["hidden_size", "64"]),
+    (nan_direction, ["directions.safetensors", "layers.2", "NaN"]),
+    (unknown_schema, ["schema_version", "upgrade l2v-hub"]),
+    (escaping_file, ["../outside.bin", "inside the pack folder"]),
+    (absolute_file, ["/etc/passwd", "inside the pack folder"]),
+    (symlink_out, ["stats.json", "outside the pack folder"]),
+    (lambda f: (f / "pack.json").unlink(), ["pack.json", "missing"]),
+    (lambda f: (f / "pack.json").write_text("{not json"), ["pack.json", "not valid JSON"]),
+    (lambda f: edit_json(f, lambda m: m["hook"].update(op="multiply")), ["hook.op", "'add'"]),
+    (lambda f: edit_json(f, lambda m: m["defaults"].update(layers=[99])), ["defaults.layers", "99"]),
+    (lambda f: edit_json(f, lambda m: m.update(version="v1")), ["version", "semantic"]),
+    (
+        lambda f: edit_json(f, lambda m: m["target"].update(model_id="/home/me/model")),
+        ["target.model_id", "not a local path"],
+    ),
+    (lambda f: edit_json(f, lambda m: m["defaults"].update(strength=float("nan"))), ["pack.json"]),
+]
+
+
+@pytest.mark.parametrize(("corrupt", "words"), CASES, ids=lambda c: getattr(c, "__name__", None))
+def test_corruption_is_refused_with_a_named_error(
+    pack: Pack, tmp_path: Path, corrupt: Callable[[Path], None], words: list[str]
+) -> None:
+    folder = saved(pack, tmp_path)
+    corrupt(folder)
+    with pytest.raises(PackError) as info:
+        Pack.from_pretrained(folder)
+    for word in words:
+        assert word in str(info.value), str(info.value)
+
+
+def test_pack_error_is_a_value_error() -> None:
+    assert issubclass(PackError, ValueError)
+
+
+def test_hub_cache_snapshot_links_into_its_blob_store_are_allowed(pack: Pack, tmp_path: Path) -> None:
+    # huggingface_hub's cache layout: snapshots/<sha>/<file> -> ../../blobs/<hash>
+    repo = tmp_path / "models--org--pack"
+    snap = repo / "snapshots" / ("a" * 40)
+    built = saved(pack, tmp_path)
+    (repo / "blobs").mkdir(parents=True)
+    snap.mkdir(parents=True)
+    for f in built.iterdir():
+        blob = repo / "blobs" / f.name
+        blob.write_bytes(f.read_bytes())
+        (snap / f.name).symlink_to(Path("../..") / "blobs" / f.name)
+    assert Pack.from_pretrained(snap) == pack
+
+
+def test_save_refuses_an_invalid_pack(tmp_path: Path) -> None:
+    bad = random_pack()
+    bad.directions = bad.directions * 2
+    with pytest.raises(PackError, match="unit norm"):
+        bad.save_pretrained(tmp_path / "p")
+    assert not (tmp_path / "p" / "pack.json").exists()
+
+
+def test_shape_mismatch_between_target_and_directions_is_refused() -> None:
+    bad = random_pack(hidden_size=48)
+    bad.directions = bad.directions[:, :32]
+    with pytest.raises(PackError, match=r"target.hidden_size=48"):
+        bad.validate()
+
+
+def test_missing_folder_is_a_pack_error(tmp_path: Path) -> None:
+    with pytest.raises(PackError, match="no pack folder"):
+        Pack.from_pretrained(tmp_path / "nope")
