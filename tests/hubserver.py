@@ -4,7 +4,10 @@
 `/resolve`, the git-lfs batch endpoint) and a "CDN" (`cdn_url`) that LFS files redirect to and
 that LFS uploads are PUT to, as on the real Hub (its storage is another host, so the client drops
 the `Authorization` header there and reads the file's metadata from the 302 itself). Endpoints,
-status codes, headers and error codes follow the real Hub: see tests/hubroutes.py.
+status codes, headers and error codes follow the real Hub. Modules: hubstore (repos as git
+objects), hubhttp (requests, replies, Hub errors), hubread / hubwrite (the endpoints), hubroutes
+(the URL map and request kinds), this one (server, faults, counters), hub_fixtures (the `hub`
+fixture).
 
 Pointing the real client at it (what `tests/hub_fixtures.py` does): huggingface_hub reads
 `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_OFFLINE`, ... ONCE, at import, into `huggingface_hub.constants`
@@ -23,6 +26,10 @@ For tests (faults for issue 7; a request kind is one of `KINDS`):
     hub.counts["download"], hub.log            # requests per kind; (kinds, method, path, status)
     hub.tamper("org/name", "pack.json")         # flip the last stored byte (or data=b"...")
     hub.stop(); hub.start()                     # same ports, same repos
+    hub.head("org/name", "v1.0.0"), hub.errors  # commit sha of a revision; internal failures
+A "slow" fault only times out a client that set a timeout: `HfApi` calls have none by default
+(pass `timeout=`), `hf_hub_download` has `etag_timeout` (HEAD, default 10 s, a function default
+bound at import) and `constants.HF_HUB_DOWNLOAD_TIMEOUT` (GET, read at call time).
 """
 
 from __future__ import annotations
@@ -31,13 +38,14 @@ import collections
 import contextlib
 import socket
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import hubroutes as routes
-from hubroutes import HubError, Reply, Request
+from hubhttp import HubError, Reply, Request
+from hubroutes import route
 from hubstore import LFS_SIZE_THRESHOLD, Store
 
 #: The request kinds faults and counters are keyed by. A GET of a regular file on /resolve is both
@@ -77,6 +85,7 @@ class HubServer:
         self.pending_uploads: dict[str, bytes] = {}
         self.counts: collections.Counter[str] = collections.Counter()
         self.log: list[tuple[tuple[str, ...], str, str, int]] = []
+        self.errors: list[str] = []  # tracebacks of requests the test Hub failed on (answered 500)
         self._faults: dict[str, list[Fault]] = collections.defaultdict(list)
         self._lock = threading.Lock()
         self._servers: list[_Server] = []
@@ -185,70 +194,10 @@ class HubServer:
     def _can_write(self, user: str, namespace: str) -> bool:
         return user == namespace or self.orgs is None or namespace in self.orgs.get(user, set())
 
-    def route(self, req: Request, cdn: bool) -> tuple[tuple[str, ...], Callable[[], Reply]]:
-        """The kinds of a request and the function answering it."""
-        s, store, m = req.segs, self.store, req.method
-        if cdn:
-            match (m, s):
-                case ("GET" | "HEAD", ["lfs", sha]):
-                    return ("download",) if m == "GET" else ("resolve",), lambda: routes.cdn_get(store, req, sha)
-                case ("PUT", ["upload", oid]):
-                    return ("upload",), lambda: routes.cdn_put(store, req, oid, self.pending_uploads)
-            return ("other",), lambda: Reply(404, b"Not Found")
-        match (m, s):
-            case ("GET" | "HEAD", ["datasets", ns, name, "resolve", rev, *path]):
-                return self._resolve_kinds(req, "datasets", ns, name, rev, path)
-            case ("GET" | "HEAD", [ns, name, "resolve", rev, *path]) if ns != "api":
-                return self._resolve_kinds(req, "models", ns, name, rev, path)
-            case ("POST", [*pre, ns, git, "info", "lfs", "objects", action]) if git.endswith(".git") and pre in ([], ["datasets"]):
-                plural, name = ("datasets" if pre else "models"), git.removesuffix(".git")
-                if action == "batch":
-                    return ("upload",), lambda: routes.lfs_batch(store, req, plural, ns, name)
-                return ("upload",), lambda: routes.lfs_verify(store, req, plural, ns, name, self.pending_uploads)
-            case ("POST", ["api", "repos", "create"]):
-                return ("create",), lambda: routes.create_repo(store, req)
-            case ("DELETE", ["api", "repos", "delete"]):
-                return ("other",), lambda: routes.delete_repo(store, req)
-            case ("POST", ["api", "validate-yaml"]):
-                return ("validate",), lambda: routes.validate_yaml(store, req)
-            case ("GET", ["api", "models" | "datasets" as t]):
-                return ("list",), lambda: routes.list_repos(store, req, t)
-            case ("GET", ["api", "models" | "datasets" as t, ns, name]):
-                return ("info",), lambda: routes.repo_info(store, req, t, ns, name)
-            case ("GET", ["api", "models" | "datasets" as t, ns, name, "revision", rev]):
-                return ("info",), lambda: routes.repo_info(store, req, t, ns, name, rev)
-            case ("GET", ["api", "models" | "datasets" as t, ns, name, "refs"]):
-                return ("info",), lambda: routes.list_refs(store, req, t, ns, name)
-            case ("GET", ["api", "models" | "datasets" as t, ns, name, "commits", rev]):
-                return ("info",), lambda: routes.list_commits(store, req, t, ns, name, rev)
-            case ("GET", ["api", "models" | "datasets" as t, ns, name, "tree", rev, *path]):
-                return ("info",), lambda: routes.list_tree(store, req, t, ns, name, rev, "/".join(path))
-            case ("POST", ["api", "models" | "datasets" as t, ns, name, "paths-info", rev]):
-                return ("info",), lambda: routes.paths_info(store, req, t, ns, name, rev)
-            case ("POST", ["api", "models" | "datasets" as t, ns, name, "preupload", rev]):
-                return ("preupload",), lambda: routes.preupload(store, req, t, ns, name, rev)
-            case ("POST", ["api", "models" | "datasets" as t, ns, name, "commit", rev]):
-                return ("commit",), lambda: routes.commit(store, req, t, ns, name, rev)
-            case ("POST" | "DELETE", ["api", "models" | "datasets" as t, ns, name, "tag" | "branch" as ref, arg]):
-                handler = {("POST", "tag"): routes.create_tag, ("DELETE", "tag"): routes.delete_tag,
-                           ("POST", "branch"): routes.create_branch, ("DELETE", "branch"): routes.delete_branch}
-                return ("tag",), lambda: handler[(m, ref)](store, req, t, ns, name, arg)
-        return ("other",), lambda: routes.json_reply({"error": "Not Found"}, 404)
-
-    def _resolve_kinds(self, req: Request, plural: str, ns: str, name: str, rev: str, path: list[str]):
-        """A GET that sends a regular file's bytes is a download too; an LFS file's GET is a 302."""
-        answer = lambda: routes.resolve(self.store, req, plural, ns, name, rev, "/".join(path))  # noqa: E731
-        if req.method == "HEAD":
-            return ("resolve",), answer
-        with self.store.lock:
-            repo = self.store.repos.get((routes.REPO_TYPES[plural], f"{ns}/{name}"))
-            oid = repo.resolve(rev) if repo else None
-            entry = repo.commits[oid].files.get("/".join(path)) if oid else None
-        return ("resolve", "download") if entry is not None and not entry.is_lfs else ("resolve",), answer
-
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # several client processes connect at once
 
     def __init__(self, address: tuple[str, int], hub: HubServer, cdn: bool) -> None:
         self.hub, self.cdn = hub, cdn
@@ -313,27 +262,32 @@ class _Handler(BaseHTTPRequestHandler):
             lfs_threshold=hub.lfs_threshold,
             page_size=hub.page_size,
         )
-        kinds, answer = hub.route(req, self.server.cdn)
+        kinds, answer = route(hub.store, hub.pending_uploads, req, self.server.cdn)
         fault = hub._take_fault(kinds)
         with hub._lock:
             hub.counts.update(kinds)
         if fault is not None and fault.mode == "drop" and fault.before:
-            return self._cut(Reply(0), 0, kinds)
+            return self._write(Reply(0), kinds, keep=0)
         if fault is not None and fault.mode == "error":
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             reply = HubError(fault.status, f"Injected fault: HTTP {fault.status}", headers=headers).reply()
         else:
-            try:
-                req.user = self._user(hub)
-                with hub.store.lock:
-                    reply = answer()
-            except HubError as e:
-                reply = e.reply()
+            reply = self._answer(hub, answer, req)
         if fault is not None and fault.mode == "slow" and hub._stopping.wait(fault.seconds):
-            return self._cut(reply, 0, kinds)
-        if fault is not None and fault.mode == "drop":
-            return self._cut(reply, len(reply.body) // 2, kinds)
-        self._send(reply, kinds)
+            return self._write(reply, kinds, keep=0)  # stopped while waiting
+        self._write(reply, kinds, keep=len(reply.body) // 2 if fault is not None and fault.mode == "drop" else None)
+
+    def _answer(self, hub: HubServer, answer: Callable[[], Reply], req: Request) -> Reply:
+        try:
+            if not self.server.cdn:  # the storage origin authorises by signed URL, not by token
+                req.user = self._user(hub)
+            with hub.store.lock:
+                return answer()
+        except HubError as e:
+            return e.reply()
+        except Exception as e:  # a bug of the test Hub or a request it does not understand
+            hub.errors.append(f"{self.command} {self.path}: {traceback.format_exc()}")
+            return HubError(500, f"test Hub error: {type(e).__name__}: {e}").reply()
 
     def _user(self, hub: HubServer) -> str | None:
         auth = self.headers.get("Authorization")
@@ -344,31 +298,42 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(401, "Invalid credentials in Authorization header")
         return hub.tokens[token]
 
-    def _record(self, kinds: tuple[str, ...], status: int) -> None:
+    def _write(self, reply: Reply, kinds: tuple[str, ...], keep: int | None = None) -> None:
+        """Send `reply`; with `keep`, send only that many body bytes and cut the connection (status
+        0 in the log). Nothing at all is sent when `keep` is 0 or the request is a HEAD."""
         with self.server.hub._lock:
-            self.server.hub.log.append((kinds, self.command, self.path, status))
-
-    def _send(self, reply: Reply, kinds: tuple[str, ...]) -> None:
-        self._record(kinds, reply.status)
-        self.send_response(reply.status)
-        for key, value in reply.headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply.body)
-
-    def _cut(self, reply: Reply, keep: int, kinds: tuple[str, ...]) -> None:
-        """Send the status line, headers and `keep` bytes of the body, then close the connection."""
-        self._record(kinds, 0)
-        self.close_connection = True
-        if keep > 0 and self.command != "HEAD":
+            self.server.hub.log.append((kinds, self.command, self.path, reply.status if keep is None else 0))
+        if keep is None or (keep > 0 and self.command != "HEAD"):
             self.send_response(reply.status)
             for key, value in reply.headers.items():
-                self.send_header(key, value)
+                # header values are latin-1 on the wire; messages may quote any path
+                self.send_header(key, value.encode("latin-1", "replace").decode("latin-1"))
             self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
-            self.wfile.write(reply.body[:keep])
+            if self.command != "HEAD":
+                self.wfile.write(reply.body if keep is None else reply.body[:keep])
+        if keep is not None:
             self.wfile.flush()
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def main() -> None:
+    """Run a test Hub in the foreground: `python tests/hubserver.py [PORT]` (for manual tries)."""
+    import sys
+    import time
+
+    hub = HubServer()
+    hub._ports = (int(sys.argv[1]) if len(sys.argv) > 1 else 0, 0)
+    hub.start()
+    print(f"HF_ENDPOINT={hub.url} HF_TOKEN={TEST_TOKEN} HF_HUB_DISABLE_XET=1", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        hub.stop()
+
+
+if __name__ == "__main__":
+    main()
