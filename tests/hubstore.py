@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -158,10 +159,8 @@ class Repo:
         self.commits[commit.oid] = commit
         return commit
 
-    def lfs_patterns(self, commit: Commit, store: Store) -> list[str]:
-        entry = commit.files.get(".gitattributes")
-        text = store.blobs[entry.oid].decode() if entry is not None else ""
-        return [line.split()[0] for line in text.splitlines() if "filter=lfs" in line]
+def lfs_patterns(gitattributes: str) -> list[str]:
+    return [line.split()[0] for line in gitattributes.splitlines() if "filter=lfs" in line]
 
 
 def path_matches(path: str, patterns: list[str]) -> bool:
@@ -231,6 +230,11 @@ class Store:
 
     def content(self, entry: FileEntry) -> bytes:
         return self.blobs[entry.sha256 or entry.oid]
+
+    def text(self, files: Mapping[str, FileEntry], path: str) -> str:
+        """The text of `path` among `files`, "" when absent."""
+        entry = files.get(path)
+        return self.content(entry).decode("utf-8", errors="replace") if entry is not None else ""
 
     def card(self, commit: Commit) -> dict[str, Any]:
         entry = commit.files.get("README.md")

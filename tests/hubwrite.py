@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import yaml
 from hubhttp import PREFIX, HubError, Reply, Request, commit_at, json_reply, repo_url, writable_repo
-from hubstore import Commit, Repo, Store, path_matches
+from hubstore import Commit, FileEntry, Repo, Store, lfs_patterns, path_matches
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -104,18 +104,18 @@ def preupload(store: Store, req: Request, plural: str, ns: str, name: str, rev: 
     repo = writable_repo(store, req, plural, ns, name)
     commit = branch_head(repo, rev, req.flag("create_pr"))
     data = req.json()
-    lfs_patterns = repo.lfs_patterns(commit, store)
+    attributes = data.get("gitAttributes")
+    lfs = lfs_patterns(attributes if attributes is not None else store.text(commit.files, ".gitattributes"))
     ignore = data.get("gitIgnore")
-    if ignore is None and ".gitignore" in commit.files:
-        ignore = store.content(commit.files[".gitignore"]).decode()
-    ignore_patterns = [ln.strip() for ln in (ignore or "").splitlines() if ln.strip() and not ln.startswith("#")]
+    ignore = ignore if ignore is not None else store.text(commit.files, ".gitignore")
+    ignored = [ln.strip() for ln in ignore.splitlines() if ln.strip() and not ln.startswith("#")]
     files = []
     for item in data.get("files", []):
         path, size = item["path"], int(item["size"])
         sample = base64.b64decode(item.get("sample", ""))
-        is_lfs = path_matches(path, lfs_patterns) or size >= req.lfs_threshold or b"\0" in sample
+        is_lfs = path_matches(path, lfs) or size >= req.lfs_threshold or b"\0" in sample
         info = {"path": path, "uploadMode": "lfs" if is_lfs else "regular",
-                "shouldIgnore": path_matches(path, ignore_patterns)}
+                "shouldIgnore": path_matches(path, ignored)}
         if (existing := commit.files.get(path)) is not None:
             info["oid"] = existing.sha256 if is_lfs and existing.is_lfs else existing.oid
         files.append(info)
@@ -167,22 +167,47 @@ def commit(store: Store, req: Request, plural: str, ns: str, name: str, rev: str
         raise HubError(400, "The first line of a commit must be its header")
     header = lines[0]["value"]
     parent = header.get("parentCommit")
-    if parent and not head.oid.startswith(parent):
+    if parent and create_pr:  # a pull request starts from the given parent
+        head = commit_at(repo, next((oid for oid in repo.commits if oid.startswith(parent)), parent))
+    elif parent and not head.oid.startswith(parent):
         raise HubError(412, "A commit has happened since. Please refresh and try again.")
-    files = dict(head.files)
-    for line in lines[1:]:
+    files = apply_operations(store, repo, dict(head.files), lines[1:], req.lfs_threshold)
+    new = repo.add_commit(head.oid, files, header.get("summary") or "", header.get("description") or "")
+    pr_url = None
+    if create_pr:
+        number = len(repo.pulls) + 1
+        repo.pulls[number] = new.oid
+        pr_url = f"{repo_url(req, repo)}/discussions/{number}"
+    elif rev.startswith("refs/pr/"):
+        repo.pulls[int(rev.removeprefix("refs/pr/"))] = new.oid
+    else:
+        repo.branches[rev.removeprefix("refs/heads/")] = new.oid
+    url = f"{repo_url(req, repo)}/commit/{new.oid}"
+    return json_reply({"success": True, "commitOid": new.oid, "commitUrl": url, "hookOutput": "",
+                       "pullRequestUrl": pr_url})
+
+
+def apply_operations(
+    store: Store, repo: Repo, files: dict[str, FileEntry], operations: list[dict], threshold: int
+) -> dict[str, FileEntry]:
+    """`files` after the commit's operations. An LFS file that `.gitattributes` does not route to
+    LFS gets its own line there, in the same commit, as the Hub does."""
+    new_lfs = []
+    for line in operations:
         key, value = line.get("key"), line.get("value", {})
         path = str(value.get("path", "")).strip("/")
         if key == "file":
-            data = base64.b64decode(value["content"]) if value.get("encoding") == "base64" else value["content"].encode()
-            if b"\0" in data or len(data) >= req.lfs_threshold:
-                raise HubError(400, f"Your push was rejected because {path} is a binary or large file. Use LFS.")
+            encoded = value.get("content", "")
+            data = base64.b64decode(encoded) if value.get("encoding") == "base64" else encoded.encode()
+            if b"\0" in data or len(data) >= threshold:
+                raise HubError(400, f"Your push was rejected because {path} is binary or too large: use LFS")
             files[path] = store.put_regular(data)
         elif key == "lfsFile":
             oid = value.get("oid")
             if oid not in repo.lfs_oids or oid not in store.blobs:
-                raise HubError(400, f"Your push was rejected because an LFS pointer ({path}) points to a file that does not exist: {oid}")
+                raise HubError(400, f"Your push was rejected: the LFS pointer of {path} points to a missing object {oid}")
             files[path] = store.lfs_entry(oid, len(store.blobs[oid]))
+            new_lfs.append(path)
         elif key == "deletedFile":
             if files.pop(path, None) is None:
                 raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
@@ -194,18 +219,13 @@ def commit(store: Store, req: Request, plural: str, ns: str, name: str, rev: str
                 del files[p]
         else:
             raise HubError(400, f"Unknown commit operation: {key!r}")
-    new = repo.add_commit(head.oid, files, header.get("summary") or "", header.get("description") or "")
-    pr_url = None
-    if create_pr:
-        number = len(repo.pulls) + 1
-        repo.pulls[number] = new.oid
-        pr_url = f"{repo_url(req, repo)}/discussions/{number}"
-    elif rev.startswith("refs/pr/"):
-        repo.pulls[int(rev.removeprefix("refs/pr/"))] = new.oid
-    else:
-        repo.branches[rev.removeprefix("refs/heads/")] = new.oid
-    return json_reply({"success": True, "commitOid": new.oid, "commitUrl": f"{repo_url(req, repo)}/commit/{new.oid}",
-                       "hookOutput": "", "pullRequestUrl": pr_url})
+    attributes = store.text(files, ".gitattributes")
+    untracked = [p for p in new_lfs if not path_matches(p, lfs_patterns(attributes))]
+    if untracked:
+        lines = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in untracked)
+        files[".gitattributes"] = store.put_regular((attributes + lines).encode())
+    return files
+
 
 def cdn_put(store: Store, req: Request, oid: str, pending: dict[str, bytes]) -> Reply:
     """The presigned-URL PUT of the basic transfer: stored as pending until `verify` checks it."""

@@ -108,6 +108,9 @@ def test_large_text_file_goes_to_lfs(api: HfApi, hub: HubServer, tmp_path: Path)
     api.upload_file(path_or_fileobj=big, path_in_repo="big.txt", repo_id=REPO)
     (entry,) = [e for e in api.list_repo_tree(REPO) if e.path == "big.txt"]
     assert entry.lfs is not None and entry.lfs.sha256 == hashlib.sha256(big).hexdigest()
+    # the Hub tracks an LFS file that .gitattributes did not cover, in the same commit
+    attributes = Path(hf_hub_download(REPO, ".gitattributes")).read_text()
+    assert "big.txt filter=lfs diff=lfs merge=lfs -text" in attributes.splitlines()
     assert hub.counts["upload"] == 3  # batch, PUT to the storage origin, verify
 
 
@@ -168,6 +171,37 @@ def test_tree_listing_paths_and_pagination(api: HfApi, hub: HubServer, published
     with pytest.raises(EntryNotFoundError):
         list(api.list_repo_tree(REPO, path_in_repo="nope"))
     assert [p.path for p in api.get_paths_info(REPO, ["pack.json", "nope", "extra"])] == ["pack.json", "extra"]
+
+
+def test_branches_exists_helpers_and_delete(api: HfApi, published: dict) -> None:
+    api.create_branch(REPO, branch="dev", revision="v1.0.0")
+    with pytest.raises(HfHubHTTPError) as err:
+        api.create_branch(REPO, branch="dev")
+    assert err.value.response.status_code == 409
+    dev = api.upload_file(path_or_fileobj=b"dev", path_in_repo="dev.txt", repo_id=REPO, revision="dev")
+    assert api.model_info(REPO, revision="dev").sha == dev.oid != api.model_info(REPO).sha
+    assert api.file_exists(REPO, "dev.txt", revision="dev") and not api.file_exists(REPO, "dev.txt")
+    assert api.revision_exists(REPO, "v1.0.0") and not api.revision_exists(REPO, "v9")
+    api.delete_tag(REPO, tag="v1.0.0")
+    api.delete_branch(REPO, branch="dev")
+    assert [r.name for r in api.list_repo_refs(REPO).branches] == ["main"]
+    assert api.list_repo_refs(REPO).tags == []
+    api.delete_repo(REPO)
+    assert not api.repo_exists(REPO)
+
+
+def test_dataset_repos(api: HfApi, hub: HubServer) -> None:
+    index = "l2v-test/index"
+    api.create_repo(index, repo_type="dataset")
+    api.upload_file(path_or_fileobj=b'{"packs": []}', path_in_repo="index.json", repo_id=index,
+                    repo_type="dataset")
+    info = api.dataset_info(index)
+    assert {s.rfilename for s in info.siblings} == {".gitattributes", "index.json"}
+    path = hf_hub_download(index, "index.json", repo_type="dataset")
+    assert Path(path).read_bytes() == b'{"packs": []}'
+    assert [d.id for d in api.list_datasets(author="l2v-test")] == [index]
+    with pytest.raises(RepositoryNotFoundError):
+        api.model_info(index)  # a dataset is not a model
 
 
 # --- downloads -------------------------------------------------------------------------------------
