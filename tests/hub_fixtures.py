@@ -47,8 +47,15 @@ def point_client_at(hub: HubServer, home: Path, monkeypatch: pytest.MonkeyPatch)
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH",
-                 "HF_ASSETS_CACHE", "HF_XET_CACHE", "HUGGINGFACE_CO_STAGING"):
+    for name in (
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_TOKEN_PATH",
+        "HF_ASSETS_CACHE",
+        "HF_XET_CACHE",
+        "HUGGINGFACE_CO_STAGING",
+    ):
         monkeypatch.delenv(name, raising=False)
     values = {
         "ENDPOINT": hub.url,

@@ -28,6 +28,7 @@ class Reply:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
 
+
 class HubError(Exception):
     """An error reply: status, message, optional X-Error-Code and extra headers / body keys."""
 
@@ -41,9 +42,13 @@ class HubError(Exception):
             headers["X-Error-Code"] = self.code
         return json_reply({"error": self.message, **self.extra}, self.status, headers)
 
+
 def json_reply(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
     body = json.dumps(data).encode()
-    return Reply(status, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
+    return Reply(
+        status, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+    )
+
 
 @dataclass
 class Request:
@@ -73,17 +78,21 @@ class Request:
         except ValueError as e:
             raise HubError(400, f"Invalid JSON body: {e}") from None
 
+
 def repo_url(req: Request, repo: Repo) -> str:
     return f"{req.hub_url}/{PREFIX[repo.repo_type]}{repo.repo_id}"
 
+
 def can_read(req: Request, repo: Repo) -> bool:
     return not repo.private or (req.user is not None and req.can_write(req.user, repo.namespace))
+
 
 def find_repo(store: Store, req: Request, plural: str, ns: str, name: str) -> Repo:
     repo = store.repos.get((REPO_TYPES.get(plural, ""), f"{ns}/{name}"))
     if repo is None or not can_read(req, repo):
         raise HubError(401 if req.user is None else 404, "Repository not found", "RepoNotFound")
     return repo
+
 
 def writable_repo(store: Store, req: Request, plural: str, ns: str, name: str) -> Repo:
     if req.user is None:
@@ -93,11 +102,13 @@ def writable_repo(store: Store, req: Request, plural: str, ns: str, name: str) -
         raise HubError(403, f"You don't have the rights to write to {repo.repo_id}")
     return repo
 
+
 def commit_at(repo: Repo, revision: str) -> Commit:
     oid = repo.resolve(revision)
     if oid is None:
         raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
     return repo.commits[oid]
+
 
 def paginated(req: Request, items: list, page_size: int | None = None) -> Reply:
     """One page of `items` with a GitHub-style `Link: <...>; rel="next"` header, as the Hub does."""
@@ -105,10 +116,13 @@ def paginated(req: Request, items: list, page_size: int | None = None) -> Reply:
     start = int(req.arg("cursor") or 0)
     headers = {}
     if start + size < len(items):
-        query = "&".join(f"{k}={quote(v)}" for k, vs in req.query.items() if k != "cursor" for v in vs)
+        query = "&".join(
+            f"{k}={quote(v)}" for k, vs in req.query.items() if k != "cursor" for v in vs
+        )
         path = "/".join(quote(s, safe="") for s in req.segs)
         headers["Link"] = f'<{req.hub_url}/{path}?{query}&cursor={start + size}>; rel="next"'
     return json_reply(items[start : start + size], headers=headers)
+
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(start, end inclusive) for a single `bytes=` range; None to send everything."""
@@ -118,10 +132,17 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     first, last = match.groups()
     if not first and not last:
         return None
-    start, end = (max(size - int(last), 0), size - 1) if not first else (int(first), min(int(last or size - 1), size - 1))
+    start, end = (
+        (max(size - int(last), 0), size - 1)
+        if not first
+        else (int(first), min(int(last or size - 1), size - 1))
+    )
     if start >= size or start > end:
-        raise HubError(416, "Requested range not satisfiable", headers={"Content-Range": f"bytes */{size}"})
+        raise HubError(
+            416, "Requested range not satisfiable", headers={"Content-Range": f"bytes */{size}"}
+        )
     return start, end
+
 
 def content_reply(req: Request, data: bytes, headers: dict[str, str]) -> Reply:
     span = byte_range(req.headers.get("Range"), len(data))

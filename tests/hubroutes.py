@@ -18,13 +18,17 @@ from hubstore import Store
 Answer = Callable[[], Reply]
 
 
-def route(store: Store, pending: dict[str, bytes], req: Request, cdn: bool) -> tuple[tuple[str, ...], Answer]:
+def route(
+    store: Store, pending: dict[str, bytes], req: Request, cdn: bool
+) -> tuple[tuple[str, ...], Answer]:
     """(kinds, answer) for a request to the Hub origin, or to the storage origin when `cdn`."""
     m, s = req.method, req.segs
     if cdn:
         match (m, s):
             case ("GET" | "HEAD", ["lfs", sha]):
-                return ("download",) if m == "GET" else ("resolve",), lambda: read.cdn_get(store, req, sha)
+                return ("download",) if m == "GET" else ("resolve",), lambda: read.cdn_get(
+                    store, req, sha
+                )
             case ("PUT", ["upload", oid]):
                 return ("upload",), lambda: write.cdn_put(store, req, oid, pending)
         return ("other",), lambda: Reply(404, b"Not Found")
@@ -64,7 +68,10 @@ def route(store: Store, pending: dict[str, bytes], req: Request, cdn: bool) -> t
             return ("preupload",), lambda: write.preupload(store, req, t, ns, name, rev)
         case ("POST", ["api", "models" | "datasets" as t, ns, name, "commit", rev]):
             return ("commit",), lambda: write.commit(store, req, t, ns, name, rev)
-        case ("POST" | "DELETE", ["api", "models" | "datasets" as t, ns, name, "tag" | "branch" as ref, arg]):
+        case (
+            "POST" | "DELETE",
+            ["api", "models" | "datasets" as t, ns, name, "tag" | "branch" as ref, arg],
+        ):
             handler = {
                 ("POST", "tag"): write.create_tag,
                 ("DELETE", "tag"): write.delete_tag,
@@ -89,4 +96,6 @@ def resolve_kinds(
         repo = store.repos.get((REPO_TYPES[plural], f"{ns}/{name}"))
         oid = repo.resolve(rev) if repo else None
         entry = repo.commits[oid].files.get(path) if repo and oid else None
-    return ("resolve", "download") if entry is not None and not entry.is_lfs else ("resolve",), answer
+    return ("resolve", "download") if entry is not None and not entry.is_lfs else (
+        "resolve",
+    ), answer

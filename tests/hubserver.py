@@ -50,8 +50,19 @@ from hubstore import LFS_SIZE_THRESHOLD, Store
 
 #: The request kinds faults and counters are keyed by. A GET of a regular file on /resolve is both
 #: "resolve" and "download"; a GET on the CDN is "download"; LFS batch/PUT/verify are "upload".
-KINDS = ("create", "validate", "preupload", "upload", "commit", "tag", "info", "resolve",
-         "download", "list", "other")
+KINDS = (
+    "create",
+    "validate",
+    "preupload",
+    "upload",
+    "commit",
+    "tag",
+    "info",
+    "resolve",
+    "download",
+    "list",
+    "other",
+)
 TEST_TOKEN = "hf_l2v_test_write_token"
 TEST_USER = "l2v-test"
 
@@ -99,10 +110,15 @@ class HubServer:
         if self._servers:
             return self
         self._stopping.clear()
-        self._servers = [_Server(("127.0.0.1", port), self, cdn) for port, cdn in zip(self._ports, (False, True), strict=True)]
+        self._servers = [
+            _Server(("127.0.0.1", port), self, cdn)
+            for port, cdn in zip(self._ports, (False, True), strict=True)
+        ]
         self._ports = (self._servers[0].server_address[1], self._servers[1].server_address[1])
         for server in self._servers:
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+            threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            ).start()
         return self
 
     def stop(self) -> None:
@@ -130,7 +146,9 @@ class HubServer:
 
     # --- faults, counters, tampering ------------------------------------------------------------
 
-    def fail(self, kind: str, *, status: int = 500, times: int = 1, retry_after: int | None = None) -> None:
+    def fail(
+        self, kind: str, *, status: int = 500, times: int = 1, retry_after: int | None = None
+    ) -> None:
         """The next `times` requests of `kind` answer `status` (with Retry-After when given)."""
         self._add(kind, Fault("error", times, status=status, retry_after=retry_after))
 
@@ -171,7 +189,12 @@ class HubServer:
         return None
 
     def tamper(
-        self, repo_id: str, path: str, *, revision: str = "main", repo_type: str = "model",
+        self,
+        repo_id: str,
+        path: str,
+        *,
+        revision: str = "main",
+        repo_type: str = "model",
         data: bytes | None = None,
     ) -> None:
         """Change the bytes stored for a published file, leaving every hash the Hub reports as it was
@@ -269,13 +292,21 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.mode == "drop" and fault.before:
             return self._write(Reply(0), kinds, keep=0)
         if fault is not None and fault.mode == "error":
-            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            reply = HubError(fault.status, f"Injected fault: HTTP {fault.status}", headers=headers).reply()
+            headers = (
+                {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            )
+            reply = HubError(
+                fault.status, f"Injected fault: HTTP {fault.status}", headers=headers
+            ).reply()
         else:
             reply = self._answer(hub, answer, req)
         if fault is not None and fault.mode == "slow" and hub._stopping.wait(fault.seconds):
             return self._write(reply, kinds, keep=0)  # stopped while waiting
-        self._write(reply, kinds, keep=len(reply.body) // 2 if fault is not None and fault.mode == "drop" else None)
+        self._write(
+            reply,
+            kinds,
+            keep=len(reply.body) // 2 if fault is not None and fault.mode == "drop" else None,
+        )
 
     def _answer(self, hub: HubServer, answer: Callable[[], Reply], req: Request) -> Reply:
         try:
@@ -302,7 +333,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Send `reply`; with `keep`, send only that many body bytes and cut the connection (status
         0 in the log). Nothing at all is sent when `keep` is 0 or the request is a HEAD."""
         with self.server.hub._lock:
-            self.server.hub.log.append((kinds, self.command, self.path, reply.status if keep is None else 0))
+            self.server.hub.log.append(
+                (kinds, self.command, self.path, reply.status if keep is None else 0)
+            )
         if keep is None or (keep > 0 and self.command != "HEAD"):
             self.send_response(reply.status)
             for key, value in reply.headers.items():

@@ -43,6 +43,7 @@ def create_repo(store: Store, req: Request) -> Reply:
     repo = store.create_repo(repo_type, repo_id, private)
     return json_reply({"url": repo_url(req, repo), "name": repo_id, "id": uuid.uuid4().hex[:24]})
 
+
 def delete_repo(store: Store, req: Request) -> Reply:
     data = req.json()
     plural = f"{data.get('type') or 'model'}s"
@@ -50,6 +51,7 @@ def delete_repo(store: Store, req: Request) -> Reply:
     repo = writable_repo(store, req, plural, namespace, name)
     del store.repos[(repo.repo_type, repo.repo_id)]
     return json_reply({})
+
 
 def validate_yaml(store: Store, req: Request) -> Reply:
     content = str(req.json().get("content", ""))
@@ -59,6 +61,7 @@ def validate_yaml(store: Store, req: Request) -> Reply:
         except yaml.YAMLError as e:
             return json_reply({"errors": [{"message": f"Invalid YAML: {e}"}], "warnings": []}, 400)
     return json_reply({"errors": [], "warnings": []})
+
 
 def create_tag(store: Store, req: Request, plural: str, ns: str, name: str, rev: str) -> Reply:
     repo = writable_repo(store, req, plural, ns, name)
@@ -71,13 +74,17 @@ def create_tag(store: Store, req: Request, plural: str, ns: str, name: str, rev:
     repo.tags[tag] = commit.oid
     return json_reply({})
 
+
 def delete_tag(store: Store, req: Request, plural: str, ns: str, name: str, tag: str) -> Reply:
     repo = writable_repo(store, req, plural, ns, name)
     if repo.tags.pop(tag, None) is None:
         raise HubError(404, f"Invalid rev id: {tag}", "RevisionNotFound")
     return json_reply({})
 
-def create_branch(store: Store, req: Request, plural: str, ns: str, name: str, branch: str) -> Reply:
+
+def create_branch(
+    store: Store, req: Request, plural: str, ns: str, name: str, branch: str
+) -> Reply:
     repo = writable_repo(store, req, plural, ns, name)
     start = commit_at(repo, req.json().get("startingPoint") or "main")
     if branch in repo.branches:
@@ -85,13 +92,17 @@ def create_branch(store: Store, req: Request, plural: str, ns: str, name: str, b
     repo.branches[branch] = start.oid
     return json_reply({})
 
-def delete_branch(store: Store, req: Request, plural: str, ns: str, name: str, branch: str) -> Reply:
+
+def delete_branch(
+    store: Store, req: Request, plural: str, ns: str, name: str, branch: str
+) -> Reply:
     repo = writable_repo(store, req, plural, ns, name)
     if branch == "main":
         raise HubError(403, "Cannot delete the default branch")
     if repo.branches.pop(branch, None) is None:
         raise HubError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
     return json_reply({})
+
 
 def branch_head(repo: Repo, rev: str, create_pr: bool) -> Commit:
     commit = commit_at(repo, rev)
@@ -100,12 +111,15 @@ def branch_head(repo: Repo, rev: str, create_pr: bool) -> Commit:
         raise HubError(400, f"Invalid rev id: {rev} is not a branch")
     return commit
 
+
 def preupload(store: Store, req: Request, plural: str, ns: str, name: str, rev: str) -> Reply:
     repo = writable_repo(store, req, plural, ns, name)
     commit = branch_head(repo, rev, req.flag("create_pr"))
     data = req.json()
     attributes = data.get("gitAttributes")
-    lfs = lfs_patterns(attributes if attributes is not None else store.text(commit.files, ".gitattributes"))
+    lfs = lfs_patterns(
+        attributes if attributes is not None else store.text(commit.files, ".gitattributes")
+    )
     ignore = data.get("gitIgnore")
     ignore = ignore if ignore is not None else store.text(commit.files, ".gitignore")
     ignored = [ln.strip() for ln in ignore.splitlines() if ln.strip() and not ln.startswith("#")]
@@ -114,12 +128,16 @@ def preupload(store: Store, req: Request, plural: str, ns: str, name: str, rev: 
         path, size = item["path"], int(item["size"])
         sample = base64.b64decode(item.get("sample", ""))
         is_lfs = path_matches(path, lfs) or size >= req.lfs_threshold or b"\0" in sample
-        info = {"path": path, "uploadMode": "lfs" if is_lfs else "regular",
-                "shouldIgnore": path_matches(path, ignored)}
+        info = {
+            "path": path,
+            "uploadMode": "lfs" if is_lfs else "regular",
+            "shouldIgnore": path_matches(path, ignored),
+        }
         if (existing := commit.files.get(path)) is not None:
             info["oid"] = existing.sha256 if is_lfs and existing.is_lfs else existing.oid
         files.append(info)
     return json_reply({"files": files, "commitOid": commit.oid})
+
 
 def lfs_batch(store: Store, req: Request, plural: str, ns: str, name: str) -> Reply:
     repo = writable_repo(store, req, plural, ns, name)
@@ -129,20 +147,42 @@ def lfs_batch(store: Store, req: Request, plural: str, ns: str, name: str) -> Re
     objects = []
     for obj in data.get("objects", []):
         oid, size = obj.get("oid"), obj.get("size")
-        if not isinstance(oid, str) or not _SHA256.match(oid) or not isinstance(size, int) or size < 0:
-            objects.append({"oid": str(oid), "size": int(size or 0), "error": {"code": 422, "message": "Invalid object"}})
+        if (
+            not isinstance(oid, str)
+            or not _SHA256.match(oid)
+            or not isinstance(size, int)
+            or size < 0
+        ):
+            objects.append(
+                {
+                    "oid": str(oid),
+                    "size": int(size or 0),
+                    "error": {"code": 422, "message": "Invalid object"},
+                }
+            )
         elif oid in repo.lfs_oids and oid in store.blobs:
-            objects.append({"oid": oid, "size": size})  # already stored: no actions, as git-lfs says
+            objects.append(
+                {"oid": oid, "size": size}
+            )  # already stored: no actions, as git-lfs says
         else:
             verify = f"{repo_url(req, repo)}.git/info/lfs/objects/verify"
             upload = f"{req.cdn_url}/upload/{oid}?size={size}&repo={quote(repo.repo_id, safe='')}"
-            objects.append({"oid": oid, "size": size, "authenticated": True,
-                            "actions": {"upload": {"href": upload}, "verify": {"href": verify}}})
+            objects.append(
+                {
+                    "oid": oid,
+                    "size": size,
+                    "authenticated": True,
+                    "actions": {"upload": {"href": upload}, "verify": {"href": verify}},
+                }
+            )
     reply = json_reply({"transfer": "basic", "objects": objects, "hash_algo": "sha256"})
     reply.headers["Content-Type"] = "application/vnd.git-lfs+json"
     return reply
 
-def lfs_verify(store: Store, req: Request, plural: str, ns: str, name: str, pending: dict[str, bytes]) -> Reply:
+
+def lfs_verify(
+    store: Store, req: Request, plural: str, ns: str, name: str, pending: dict[str, bytes]
+) -> Reply:
     repo = writable_repo(store, req, plural, ns, name)
     data = req.json()
     oid, size = data.get("oid"), data.get("size")
@@ -154,6 +194,7 @@ def lfs_verify(store: Store, req: Request, plural: str, ns: str, name: str, pend
     store.blobs[oid] = pending.pop(oid, content)
     repo.lfs_oids.add(oid)
     return json_reply({})
+
 
 def commit(store: Store, req: Request, plural: str, ns: str, name: str, rev: str) -> Reply:
     repo = writable_repo(store, req, plural, ns, name)
@@ -168,11 +209,15 @@ def commit(store: Store, req: Request, plural: str, ns: str, name: str, rev: str
     header = lines[0]["value"]
     parent = header.get("parentCommit")
     if parent and create_pr:  # a pull request starts from the given parent
-        head = commit_at(repo, next((oid for oid in repo.commits if oid.startswith(parent)), parent))
+        head = commit_at(
+            repo, next((oid for oid in repo.commits if oid.startswith(parent)), parent)
+        )
     elif parent and not head.oid.startswith(parent):
         raise HubError(412, "A commit has happened since. Please refresh and try again.")
     files = apply_operations(store, repo, dict(head.files), lines[1:], req.lfs_threshold)
-    new = repo.add_commit(head.oid, files, header.get("summary") or "", header.get("description") or "")
+    new = repo.add_commit(
+        head.oid, files, header.get("summary") or "", header.get("description") or ""
+    )
     pr_url = None
     if create_pr:
         number = len(repo.pulls) + 1
@@ -183,8 +228,15 @@ def commit(store: Store, req: Request, plural: str, ns: str, name: str, rev: str
     else:
         repo.branches[rev.removeprefix("refs/heads/")] = new.oid
     url = f"{repo_url(req, repo)}/commit/{new.oid}"
-    return json_reply({"success": True, "commitOid": new.oid, "commitUrl": url, "hookOutput": "",
-                       "pullRequestUrl": pr_url})
+    return json_reply(
+        {
+            "success": True,
+            "commitOid": new.oid,
+            "commitUrl": url,
+            "hookOutput": "",
+            "pullRequestUrl": pr_url,
+        }
+    )
 
 
 def apply_operations(
@@ -198,14 +250,21 @@ def apply_operations(
         path = str(value.get("path", "")).strip("/")
         if key == "file":
             encoded = value.get("content", "")
-            data = base64.b64decode(encoded) if value.get("encoding") == "base64" else encoded.encode()
+            data = (
+                base64.b64decode(encoded) if value.get("encoding") == "base64" else encoded.encode()
+            )
             if b"\0" in data or len(data) >= threshold:
-                raise HubError(400, f"Your push was rejected because {path} is binary or too large: use LFS")
+                raise HubError(
+                    400, f"Your push was rejected because {path} is binary or too large: use LFS"
+                )
             files[path] = store.put_regular(data)
         elif key == "lfsFile":
             oid = value.get("oid")
             if oid not in repo.lfs_oids or oid not in store.blobs:
-                raise HubError(400, f"Your push was rejected: the LFS pointer of {path} points to a missing object {oid}")
+                raise HubError(
+                    400,
+                    f"Your push was rejected: the LFS pointer of {path} points to a missing object {oid}",
+                )
             files[path] = store.lfs_entry(oid, len(store.blobs[oid]))
             new_lfs.append(path)
         elif key == "deletedFile":
@@ -214,7 +273,9 @@ def apply_operations(
         elif key == "deletedFolder":
             gone = [p for p in files if p.startswith(f"{path}/")]
             if not gone:
-                raise HubError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
+                raise HubError(
+                    404, f"A folder with this name doesn't exist: {path}", "EntryNotFound"
+                )
             for p in gone:
                 del files[p]
         else:

@@ -40,7 +40,9 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def write_pack(folder: Path, *, version: str = "1.0.0", weights: bytes | None = None) -> dict[str, bytes]:
+def write_pack(
+    folder: Path, *, version: str = "1.0.0", weights: bytes | None = None
+) -> dict[str, bytes]:
     """A pack-like folder: a card, a JSON file, a binary LFS file and a file in a subfolder."""
     files = {
         "README.md": CARD.encode(),
@@ -88,7 +90,9 @@ def test_create_repo_conflicts_and_exist_ok(api: HfApi, hub: HubServer) -> None:
     assert [s.rfilename for s in api.model_info(REPO).siblings] == [".gitattributes"]
 
 
-def test_upload_folder_is_one_commit_with_lfs_and_regular_files(api: HfApi, published: dict) -> None:
+def test_upload_folder_is_one_commit_with_lfs_and_regular_files(
+    api: HfApi, published: dict
+) -> None:
     commits = api.list_repo_commits(REPO)
     assert [c.title for c in commits] == ["Publish v1.0.0", "initial commit"]
     assert commits[0].commit_id == published["sha"] and len(published["sha"]) == 40
@@ -130,14 +134,22 @@ def test_tags_refs_and_immutable_old_commits(api: HfApi, published: dict, tmp_pa
     assert err.value.response.status_code == 409
     api.create_tag(REPO, tag="v1.0.0", exist_ok=True)
     files_v2 = write_pack(tmp_path / "v2", version="2.0.0")
-    v2 = api.upload_folder(repo_id=REPO, folder_path=tmp_path / "v2", commit_message="Publish v2.0.0")
+    v2 = api.upload_folder(
+        repo_id=REPO, folder_path=tmp_path / "v2", commit_message="Publish v2.0.0"
+    )
     api.create_tag(REPO, tag="v2.0.0", revision=v2.oid)
     refs = api.list_repo_refs(REPO)
-    assert {t.name: t.target_commit for t in refs.tags} == {"v1.0.0": published["sha"], "v2.0.0": v2.oid}
+    assert {t.name: t.target_commit for t in refs.tags} == {
+        "v1.0.0": published["sha"],
+        "v2.0.0": v2.oid,
+    }
     assert [(b.name, b.target_commit) for b in refs.branches] == [("main", v2.oid)]
     assert api.list_repo_commits(REPO)[1].commit_id == published["sha"]  # v2's parent
-    for revision, files in (("v1.0.0", published["files"]), (published["sha"], published["files"]),
-                            ("main", files_v2)):
+    for revision, files in (
+        ("v1.0.0", published["files"]),
+        (published["sha"], published["files"]),
+        ("main", files_v2),
+    ):
         path = hf_hub_download(REPO, "pack.json", revision=revision)
         assert Path(path).read_bytes() == files["pack.json"]
     assert api.model_info(REPO, revision="v1.0.0").sha == published["sha"]
@@ -145,12 +157,21 @@ def test_tags_refs_and_immutable_old_commits(api: HfApi, published: dict, tmp_pa
 
 def test_parent_commit_pull_requests_and_deletes(api: HfApi, published: dict) -> None:
     with pytest.raises(HfHubHTTPError) as err:
-        api.create_commit(REPO, [CommitOperationAdd("a.txt", b"a")], commit_message="stale",
-                          parent_commit="0" * 40)
+        api.create_commit(
+            REPO,
+            [CommitOperationAdd("a.txt", b"a")],
+            commit_message="stale",
+            parent_commit="0" * 40,
+        )
     assert err.value.response.status_code == 412
-    pr = api.create_commit(REPO, [CommitOperationAdd("a.txt", b"a")], commit_message="pr", create_pr=True)
+    pr = api.create_commit(
+        REPO, [CommitOperationAdd("a.txt", b"a")], commit_message="pr", create_pr=True
+    )
     assert pr.pr_num == 1 and api.model_info(REPO).sha == published["sha"]
-    assert api.list_repo_refs(REPO, include_pull_requests=True).pull_requests[0].target_commit == pr.oid
+    assert (
+        api.list_repo_refs(REPO, include_pull_requests=True).pull_requests[0].target_commit
+        == pr.oid
+    )
     assert Path(hf_hub_download(REPO, "a.txt", revision="refs/pr/1")).read_bytes() == b"a"
     api.create_commit(REPO, [CommitOperationDelete("extra/")], commit_message="drop folder")
     assert "extra/notes.txt" not in api.list_repo_files(REPO)
@@ -170,7 +191,10 @@ def test_tree_listing_paths_and_pagination(api: HfApi, hub: HubServer, published
     assert {e.path for e in api.list_repo_tree(REPO, recursive=True)} == set(deep)
     with pytest.raises(EntryNotFoundError):
         list(api.list_repo_tree(REPO, path_in_repo="nope"))
-    assert [p.path for p in api.get_paths_info(REPO, ["pack.json", "nope", "extra"])] == ["pack.json", "extra"]
+    assert [p.path for p in api.get_paths_info(REPO, ["pack.json", "nope", "extra"])] == [
+        "pack.json",
+        "extra",
+    ]
 
 
 def test_branches_exists_helpers_and_delete(api: HfApi, published: dict) -> None:
@@ -178,7 +202,9 @@ def test_branches_exists_helpers_and_delete(api: HfApi, published: dict) -> None
     with pytest.raises(HfHubHTTPError) as err:
         api.create_branch(REPO, branch="dev")
     assert err.value.response.status_code == 409
-    dev = api.upload_file(path_or_fileobj=b"dev", path_in_repo="dev.txt", repo_id=REPO, revision="dev")
+    dev = api.upload_file(
+        path_or_fileobj=b"dev", path_in_repo="dev.txt", repo_id=REPO, revision="dev"
+    )
     assert api.model_info(REPO, revision="dev").sha == dev.oid != api.model_info(REPO).sha
     assert api.file_exists(REPO, "dev.txt", revision="dev") and not api.file_exists(REPO, "dev.txt")
     assert api.revision_exists(REPO, "v1.0.0") and not api.revision_exists(REPO, "v9")
@@ -193,8 +219,12 @@ def test_branches_exists_helpers_and_delete(api: HfApi, published: dict) -> None
 def test_dataset_repos(api: HfApi, hub: HubServer) -> None:
     index = "l2v-test/index"
     api.create_repo(index, repo_type="dataset")
-    api.upload_file(path_or_fileobj=b'{"packs": []}', path_in_repo="index.json", repo_id=index,
-                    repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=b'{"packs": []}',
+        path_in_repo="index.json",
+        repo_id=index,
+        repo_type="dataset",
+    )
     info = api.dataset_info(index)
     assert {s.rfilename for s in info.siblings} == {".gitattributes", "index.json"}
     path = hf_hub_download(index, "index.json", repo_type="dataset")
@@ -215,7 +245,10 @@ def test_resolve_headers_for_regular_and_lfs_files(hub: HubServer, published: di
     assert regular.headers["X-Repo-Commit"] == published["sha"]
     assert int(regular.headers["Content-Length"]) == len(published["files"]["pack.json"])
     weights = published["files"]["directions.safetensors"]
-    lfs = session.head(f"{hub.url}/{REPO}/resolve/{published['sha']}/directions.safetensors", follow_redirects=False)
+    lfs = session.head(
+        f"{hub.url}/{REPO}/resolve/{published['sha']}/directions.safetensors",
+        follow_redirects=False,
+    )
     assert lfs.status_code == 302 and lfs.headers["Location"].startswith(hub.cdn_url)
     assert lfs.headers["X-Linked-Etag"] == f'"{hashlib.sha256(weights).hexdigest()}"'
     assert int(lfs.headers["X-Linked-Size"]) == len(weights)
@@ -228,7 +261,9 @@ def test_range_requests(hub: HubServer, published: dict) -> None:
     assert part.status_code == 206 and part.content == data[2:6]
     assert part.headers["Content-Range"] == f"bytes 2-5/{len(data)}"
     weights = published["files"]["directions.safetensors"]
-    tail = session.get(f"{hub.url}/{REPO}/resolve/main/directions.safetensors", headers={"Range": "bytes=-10"})
+    tail = session.get(
+        f"{hub.url}/{REPO}/resolve/main/directions.safetensors", headers={"Range": "bytes=-10"}
+    )
     assert tail.status_code == 206 and tail.content == weights[-10:]  # followed the redirect
     bad = session.get(f"{hub.url}/{REPO}/resolve/main/pack.json", headers={"Range": "bytes=9999-"})
     assert bad.status_code == 416
@@ -272,7 +307,9 @@ def test_auth_private_repos_and_bad_tokens(api: HfApi, hub: HubServer, tmp_path:
     api.create_repo("l2v-test/secret", private=True)
     api.upload_file(path_or_fileobj=b"{}", path_in_repo="pack.json", repo_id="l2v-test/secret")
     with pytest.raises(HfHubHTTPError) as err:
-        api.upload_file(path_or_fileobj=b"{}", path_in_repo="x.json", repo_id="l2v-test/secret", token=False)
+        api.upload_file(
+            path_or_fileobj=b"{}", path_in_repo="x.json", repo_id="l2v-test/secret", token=False
+        )
     assert err.value.response.status_code == 401
     with pytest.raises(RepositoryNotFoundError):
         api.model_info("l2v-test/secret", token=False)
@@ -285,8 +322,11 @@ def test_auth_private_repos_and_bad_tokens(api: HfApi, hub: HubServer, tmp_path:
 
 def test_list_models_filters(api: HfApi, published: dict) -> None:
     api.create_repo("l2v-test/other")
-    api.upload_file(path_or_fileobj=b"---\nlibrary_name: peft\n---\n", path_in_repo="README.md",
-                    repo_id="l2v-test/other")
+    api.upload_file(
+        path_or_fileobj=b"---\nlibrary_name: peft\n---\n",
+        path_in_repo="README.md",
+        repo_id="l2v-test/other",
+    )
     ids = lambda **kw: [m.id for m in api.list_models(**kw)]  # noqa: E731
     assert ids(filter=["l2v-hub", "base_model:adapter:tiny/vlm"]) == [REPO]
     assert ids(filter="peft") == ["l2v-test/other"]
@@ -355,7 +395,10 @@ def test_download_faults_are_retried_or_resumed(hub: HubServer, published: dict)
     # 0: cut off; the client kept no partial bytes (they were still buffered) and starts over
     assert [s for k, m, p, s in hub.log if "download" in k] == [0, 200]
     hub.fail("download", status=429, retry_after=0)
-    assert Path(hf_hub_download(REPO, "pack.json", revision="v1.0.0")).read_bytes() == published["files"]["pack.json"]
+    assert (
+        Path(hf_hub_download(REPO, "pack.json", revision="v1.0.0")).read_bytes()
+        == published["files"]["pack.json"]
+    )
     assert [s for k, m, p, s in hub.log if "download" in k][-2:] == [429, 200]
 
 
