@@ -271,3 +271,22 @@ def cdn_get(store: Store, req: Request, sha256: str) -> Reply:
     if sha256 not in store.blobs:
         return Reply(404, b"NoSuchKey", {"Content-Type": "text/plain"})
     return content_reply(req, store.blobs[sha256], {"ETag": f'"{sha256}"'})
+
+
+def whoami(req: Request, orgs: set[str]) -> Reply:
+    """GET /api/whoami-v2: the token's user and organisations."""
+    if req.user is None:
+        raise HubError(401, "Invalid credentials in Authorization header")
+    return json_reply(
+        {
+            "type": "user",
+            "id": hashlib.sha1(req.user.encode()).hexdigest()[:24],
+            "name": req.user,
+            "fullname": req.user,
+            "orgs": [{"type": "org", "name": org} for org in sorted(orgs)],
+            "auth": {
+                "type": "access_token",
+                "accessToken": {"displayName": "test", "role": "write"},
+            },
+        }
+    )

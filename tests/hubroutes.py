@@ -19,9 +19,14 @@ Answer = Callable[[], Reply]
 
 
 def route(
-    store: Store, pending: dict[str, bytes], req: Request, cdn: bool
+    store: Store,
+    pending: dict[str, bytes],
+    orgs: dict[str, set[str]] | None,
+    req: Request,
+    cdn: bool,
 ) -> tuple[tuple[str, ...], Answer]:
-    """(kinds, answer) for a request to the Hub origin, or to the storage origin when `cdn`."""
+    """(kinds, answer) for a request to the Hub origin, or to the storage origin when `cdn`.
+    `pending` holds LFS uploads awaiting verification; `orgs` maps users to their organisations."""
     m, s = req.method, req.segs
     if cdn:
         match (m, s):
@@ -48,6 +53,8 @@ def route(
             return ("create",), lambda: write.create_repo(store, req)
         case ("DELETE", ["api", "repos", "delete"]):
             return ("other",), lambda: write.delete_repo(store, req)
+        case ("GET", ["api", "whoami-v2"]):
+            return ("other",), lambda: read.whoami(req, (orgs or {}).get(req.user or "", set()))
         case ("POST", ["api", "validate-yaml"]):
             return ("validate",), lambda: write.validate_yaml(store, req)
         case ("GET", ["api", "models" | "datasets" as t]):

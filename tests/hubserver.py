@@ -285,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
             lfs_threshold=hub.lfs_threshold,
             page_size=hub.page_size,
         )
-        kinds, answer = route(hub.store, hub.pending_uploads, req, self.server.cdn)
+        kinds, answer = route(hub.store, hub.pending_uploads, hub.orgs, req, self.server.cdn)
         fault = hub._take_fault(kinds)
         with hub._lock:
             hub.counts.update(kinds)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from hub_fixtures import go_offline
-from hubserver import TEST_TOKEN, HubServer
+from hubserver import TEST_TOKEN, TEST_USER, HubServer
 from huggingface_hub import (
     CommitOperationAdd,
     CommitOperationDelete,
@@ -447,15 +447,19 @@ def test_tamper_changes_bytes_but_not_hashes(api: HfApi, hub: HubServer, publish
 
 def test_stop_and_restart_on_the_same_port(api: HfApi, hub: HubServer, published: dict) -> None:
     url = hub.url
+    cached = hf_hub_download(REPO, "pack.json", revision="v1.0.0")
     hub.stop()
     with pytest.raises(httpx2.ConnectError):
         api.model_info(REPO)
+    # unreachable Hub, online mode: the client falls back to its cache of that revision
+    assert hf_hub_download(REPO, "pack.json", revision="v1.0.0") == cached
     hub.start()
     assert hub.url == url and api.model_info(REPO).sha == published["sha"]
 
 
 def test_token_fixture_and_counters(hub: HubServer) -> None:
     assert os.environ["HF_TOKEN"] == TEST_TOKEN and os.environ["HF_ENDPOINT"] == hub.url
+    assert HfApi().whoami()["name"] == TEST_USER
     HfApi().create_repo(REPO)  # no endpoint given: the patched constants point at the test Hub
     assert hub.counts["create"] == 1
     hub.reset_counts()
