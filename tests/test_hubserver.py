@@ -389,7 +389,7 @@ def test_commit_response_lost_after_it_landed(api: HfApi, hub: HubServer, tmp_pa
 
 def test_download_faults_are_retried_or_resumed(hub: HubServer, published: dict) -> None:
     weights = published["files"]["directions.safetensors"]
-    hub.drop("download")  # cut mid-body: the client resumes with a Range request
+    hub.drop("download")  # cut mid-body: the client tries again (with a Range if it kept bytes)
     path = hf_hub_download(REPO, "directions.safetensors", revision="v1.0.0")
     assert Path(path).read_bytes() == weights
     # 0: cut off; the client kept no partial bytes (they were still buffered) and starts over
@@ -400,6 +400,20 @@ def test_download_faults_are_retried_or_resumed(hub: HubServer, published: dict)
         == published["files"]["pack.json"]
     )
     assert [s for k, m, p, s in hub.log if "download" in k][-2:] == [429, 200]
+    hub.fail("download", status=500)  # the client does not retry a 500 on the file GET
+    with pytest.raises(HfHubHTTPError) as err:
+        hf_hub_download(REPO, "README.md", revision="v1.0.0")
+    assert err.value.response.status_code == 500
+
+
+def test_cut_head_request_is_not_caught_by_the_client(hub: HubServer, published: dict) -> None:
+    path = hf_hub_download(REPO, "pack.json", revision="v1.0.0")
+    hub.drop("resolve")  # a HEAD gets no response at all
+    # huggingface_hub falls back to its cache on connect errors and timeouts, not on a cut
+    # connection: the caller has to handle RemoteProtocolError itself
+    with pytest.raises(httpx2.RemoteProtocolError):
+        hf_hub_download(REPO, "pack.json", revision="v1.0.0")
+    assert hf_hub_download(REPO, "pack.json", revision="v1.0.0") == path
 
 
 def test_resolve_faults_fall_back_to_cache_or_retry(hub: HubServer, published: dict) -> None:
