@@ -17,19 +17,28 @@ an already-running test process: the fixture also patches those constants (and t
 that copied them); subprocesses read the environment variables. `HfApi(endpoint=hub.url)` works
 regardless. Xet is off (`HF_HUB_DISABLE_XET=1`) and never advertised, so uploads go through LFS.
 
-For tests (faults for issue 7; a request kind is one of `KINDS`):
-    hub.fail("commit", status=500, times=1)    # next N requests of that kind answer 500 (before
-    hub.fail("resolve", status=429, retry_after=1)  # any effect); 429 carries Retry-After
+For tests (faults for issue 7; a request kind is one of `KINDS`; faults queue per kind, in order):
+    hub.fail("commit", status=500, times=1)    # next N requests of that kind answer 500 before
+    hub.fail("resolve", status=429, retry_after=1)  # having any effect; 429 carries Retry-After
     hub.drop("download", times=1)               # handled, then the response is cut mid-body
     hub.drop("commit", before=True)             # connection closed without handling it
     hub.slow("info", 3.0, times=1)              # answered after a delay
-    hub.counts["download"], hub.log            # requests per kind; (kinds, method, path, status)
+    hub.clear_faults(); hub.reset_counts()
+    hub.counts["download"]                      # requests per kind, counted on arrival
+    hub.log                                     # (kinds, method, path, status); status 0 = cut
     hub.tamper("org/name", "pack.json")         # flip the last stored byte (or data=b"...")
     hub.stop(); hub.start()                     # same ports, same repos
     hub.head("org/name", "v1.0.0"), hub.errors  # commit sha of a revision; internal failures
+    hub.page_size = 2                           # paginate listings (Link headers) sooner
 A "slow" fault only times out a client that set a timeout: `HfApi` calls have none by default
 (pass `timeout=`), `hf_hub_download` has `etag_timeout` (HEAD, default 10 s, a function default
 bound at import) and `constants.HF_HUB_DOWNLOAD_TIMEOUT` (GET, read at call time).
+
+What huggingface_hub 2.4 does with these faults (tests/test_hubserver.py pins it down): preupload,
+LFS batch/PUT/verify and listings are retried with backoff (1 s, doubling; Retry-After + 1 s);
+the commit POST, create_repo, create_tag and model_info are not retried; a file GET is retried on
+429/408 and on a cut body, not on 500; a failed HEAD falls back to the cache on connect errors,
+timeouts and HTTP errors but NOT on a cut connection (httpx2.RemoteProtocolError escapes).
 """
 
 from __future__ import annotations
