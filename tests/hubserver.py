@@ -6,8 +6,8 @@ that LFS uploads are PUT to, as on the real Hub (its storage is another host, so
 the `Authorization` header there and reads the file's metadata from the 302 itself). Endpoints,
 status codes, headers and error codes follow the real Hub. Modules: hubstore (repos as git
 objects), hubhttp (requests, replies, Hub errors), hubread / hubwrite (the endpoints), hubroutes
-(the URL map and request kinds), this one (server, faults, counters), hub_fixtures (the `hub`
-fixture).
+(the URL map and request kinds), hubhandler (HTTP plumbing), this one (lifecycle, faults,
+counters, tampering), hub_fixtures (the `hub` fixture).
 
 Pointing the real client at it (what `tests/hub_fixtures.py` does): huggingface_hub reads
 `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_OFFLINE`, ... ONCE, at import, into `huggingface_hub.constants`
@@ -44,17 +44,10 @@ timeouts and HTTP errors but NOT on a cut connection (httpx2.RemoteProtocolError
 from __future__ import annotations
 
 import collections
-import contextlib
-import socket
 import threading
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from hubhttp import HubError, Reply, Request
-from hubroutes import route
+from hubhandler import HubHTTPServer
 from hubstore import LFS_SIZE_THRESHOLD, Store
 
 #: The request kinds faults and counters are keyed by. A GET of a regular file on /resolve is both
@@ -108,7 +101,7 @@ class HubServer:
         self.errors: list[str] = []  # tracebacks of requests the test Hub failed on (answered 500)
         self._faults: dict[str, list[Fault]] = collections.defaultdict(list)
         self._lock = threading.Lock()
-        self._servers: list[_Server] = []
+        self._servers: list[HubHTTPServer] = []
         self._ports: tuple[int, int] = (0, 0)
         self._stopping = threading.Event()
 
@@ -120,7 +113,7 @@ class HubServer:
             return self
         self._stopping.clear()
         self._servers = [
-            _Server(("127.0.0.1", port), self, cdn)
+            HubHTTPServer(("127.0.0.1", port), self, cdn)
             for port, cdn in zip(self._ports, (False, True), strict=True)
         ]
         self._ports = (self._servers[0].server_address[1], self._servers[1].server_address[1])
@@ -225,140 +218,6 @@ class HubServer:
 
     def _can_write(self, user: str, namespace: str) -> bool:
         return user == namespace or self.orgs is None or namespace in self.orgs.get(user, set())
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64  # several client processes connect at once
-
-    def __init__(self, address: tuple[str, int], hub: HubServer, cdn: bool) -> None:
-        self.hub, self.cdn = hub, cdn
-        self.connections: set[socket.socket] = set()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request, client_address) -> None:  # type: ignore[override]
-        self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request) -> None:  # type: ignore[override]
-        self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        for conn in list(self.connections):
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-        self.connections.clear()
-
-    def handle_error(self, request, client_address) -> None:  # a cut connection is expected here
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-        pass
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    do_HEAD = do_POST = do_PUT = do_DELETE = do_GET
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            body = b""
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                body += self.rfile.read(size)
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
-                pass
-            return body
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _handle(self) -> None:
-        hub, split = self.server.hub, urlsplit(self.path)
-        body = self._read_body()
-        req = Request(
-            method=self.command,
-            segs=[unquote(s) for s in split.path.split("/")[1:]],
-            query=parse_qs(split.query, keep_blank_values=True),
-            body=body,
-            headers=self.headers,
-            user=None,
-            hub_url=hub.url,
-            cdn_url=hub.cdn_url,
-            can_write=hub._can_write,
-            lfs_threshold=hub.lfs_threshold,
-            page_size=hub.page_size,
-        )
-        kinds, answer = route(hub.store, hub.pending_uploads, hub.orgs, req, self.server.cdn)
-        fault = hub._take_fault(kinds)
-        with hub._lock:
-            hub.counts.update(kinds)
-        if fault is not None and fault.mode == "drop" and fault.before:
-            return self._write(Reply(0), kinds, keep=0)
-        if fault is not None and fault.mode == "error":
-            headers = (
-                {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            )
-            reply = HubError(
-                fault.status, f"Injected fault: HTTP {fault.status}", headers=headers
-            ).reply()
-        else:
-            reply = self._answer(hub, answer, req)
-        if fault is not None and fault.mode == "slow" and hub._stopping.wait(fault.seconds):
-            return self._write(reply, kinds, keep=0)  # stopped while waiting
-        self._write(
-            reply,
-            kinds,
-            keep=len(reply.body) // 2 if fault is not None and fault.mode == "drop" else None,
-        )
-
-    def _answer(self, hub: HubServer, answer: Callable[[], Reply], req: Request) -> Reply:
-        try:
-            if not self.server.cdn:  # the storage origin authorises by signed URL, not by token
-                req.user = self._user(hub)
-            with hub.store.lock:
-                return answer()
-        except HubError as e:
-            return e.reply()
-        except Exception as e:  # a bug of the test Hub or a request it does not understand
-            hub.errors.append(f"{self.command} {self.path}: {traceback.format_exc()}")
-            return HubError(500, f"test Hub error: {type(e).__name__}: {e}").reply()
-
-    def _user(self, hub: HubServer) -> str | None:
-        auth = self.headers.get("Authorization")
-        if not auth:
-            return None
-        token = auth.removeprefix("Bearer ").strip()
-        if token not in hub.tokens:
-            raise HubError(401, "Invalid credentials in Authorization header")
-        return hub.tokens[token]
-
-    def _write(self, reply: Reply, kinds: tuple[str, ...], keep: int | None = None) -> None:
-        """Send `reply`; with `keep`, send only that many body bytes and cut the connection (status
-        0 in the log). Nothing at all is sent when `keep` is 0 or the request is a HEAD."""
-        with self.server.hub._lock:
-            self.server.hub.log.append(
-                (kinds, self.command, self.path, reply.status if keep is None else 0)
-            )
-        if keep is None or (keep > 0 and self.command != "HEAD"):
-            self.send_response(reply.status)
-            for key, value in reply.headers.items():
-                # header values are latin-1 on the wire; messages may quote any path
-                self.send_header(key, value.encode("latin-1", "replace").decode("latin-1"))
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(reply.body if keep is None else reply.body[:keep])
-        if keep is not None:
-            self.wfile.flush()
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
 
 
 def main() -> None:
