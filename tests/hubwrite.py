@@ -186,12 +186,13 @@ def lfs_verify(
     repo = writable_repo(store, req, plural, ns, name)
     data = req.json()
     oid, size = data.get("oid"), data.get("size")
-    content = pending.get(oid) if oid not in store.blobs else store.blobs[oid]
-    if content is None:
+    content = pending.pop(oid, None)  # what was just PUT; None when nothing was
+    if content is None and oid not in store.blobs:
         raise HubError(404, f"Object {oid} not found")
-    if hashlib.sha256(content).hexdigest() != oid or len(content) != size:
-        raise HubError(422, f"Object {oid} does not match its oid and size")
-    store.blobs[oid] = pending.pop(oid, content)
+    if content is not None:
+        if hashlib.sha256(content).hexdigest() != oid or len(content) != size:
+            raise HubError(422, f"Object {oid} does not match its oid and size")
+        store.blobs.setdefault(oid, content)
     repo.lfs_oids.add(oid)
     return json_reply({})
 

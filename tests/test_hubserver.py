@@ -118,6 +118,35 @@ def test_large_text_file_goes_to_lfs(api: HfApi, hub: HubServer, tmp_path: Path)
     assert hub.counts["upload"] == 3  # batch, PUT to the storage origin, verify
 
 
+def test_lfs_objects_are_verified_and_required_by_commits(api: HfApi, hub: HubServer) -> None:
+    api.create_repo(REPO)
+    session, auth = get_session(), {"Authorization": f"Bearer {TEST_TOKEN}"}
+    data = b"weights" * 100
+    oid = hashlib.sha256(data).hexdigest()
+    batch = session.post(
+        f"{hub.url}/{REPO}.git/info/lfs/objects/batch",
+        headers=auth,
+        json={
+            "operation": "upload",
+            "transfers": ["basic"],
+            "objects": [{"oid": oid, "size": len(data)}],
+        },
+    ).json()
+    assert batch["transfer"] == "basic"  # never xet
+    actions = batch["objects"][0]["actions"]
+    session.put(actions["upload"]["href"], content=b"not the weights").raise_for_status()
+    bad = session.post(
+        actions["verify"]["href"], headers=auth, json={"oid": oid, "size": len(data)}
+    )
+    assert bad.status_code == 422
+    commit = json.dumps({"key": "header", "value": {"summary": "s"}}) + "\n"
+    commit += json.dumps(
+        {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid}}
+    )
+    refused = session.post(f"{hub.url}/api/models/{REPO}/commit/main", headers=auth, content=commit)
+    assert refused.status_code == 400 and "w.bin" in refused.json()["error"]
+
+
 def test_model_info_card_data_and_derived_tags(api: HfApi, published: dict) -> None:
     info = api.model_info(REPO)
     assert info.sha == published["sha"]
