@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from .source import version_key
 __all__ = [
     "INDEX_FILE",
     "INDEX_REPO_ENV",
+    "INDEX_TTL_ENV",
     "REGISTRY_ENV",
     "Registry",
     "RegistryEntry",
@@ -39,6 +41,7 @@ __all__ = [
 INDEX_FILE = "index.json"
 REGISTRY_ENV = "L2V_HUB_REGISTRY"
 INDEX_REPO_ENV = "L2V_HUB_INDEX_REPO"
+INDEX_TTL_ENV = "L2V_HUB_INDEX_TTL"
 DEFAULT_INDEX_REPO = "l2v-hub/registry"
 _HEX40, _HEX64 = re.compile(r"^[0-9a-f]{40}$"), re.compile(r"^[0-9a-f]{64}$")
 log = logging.getLogger(__name__)
@@ -171,13 +174,29 @@ def index_repo() -> str:
     return os.environ.get(INDEX_REPO_ENV) or DEFAULT_INDEX_REPO
 
 
+def _check_marker(repo: str) -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "l2v-hub" / f"index-{repo.replace('/', '--')}.checked"
+
+
 def load_curated(token: str | None = None) -> Registry:
-    """The curated index from its Hub copy (cached), else the copy shipped with the package."""
+    """The curated index from its Hub copy, else the copy shipped with the package.
+
+    The Hub is asked at most once per ``$L2V_HUB_INDEX_TTL`` seconds (default 3600), whether the
+    answer came or not, so a machine without network does not wait on every call; in between,
+    the copy in the Hugging Face cache is used.
+    """
     from huggingface_hub import hf_hub_download
 
-    repo = index_repo()
+    repo, marker = index_repo(), _check_marker(index_repo())
+    ttl = float(os.environ.get(INDEX_TTL_ENV) or 3600)
+    fresh = marker.exists() and time.time() - marker.stat().st_mtime < ttl
     try:
-        path = hf_hub_download(repo, INDEX_FILE, repo_type="dataset", token=token)
+        if not fresh:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        path = hf_hub_download(repo, INDEX_FILE, repo_type="dataset", token=token, local_files_only=fresh)
     except Exception as exc:  # offline, missing or unreachable: every failure means "use the shipped copy"
         log.info("curated index %s unavailable (%s: %.120s); using the shipped copy", repo, type(exc).__name__, exc)
         return load_shipped()

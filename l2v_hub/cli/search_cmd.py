@@ -1,0 +1,35 @@
+"""``l2v-hub search``: Hub discovery of packs that list a model as their base model."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..hub import open_source
+from ..hub.source import highest_version, version_key
+
+__all__ = ["search"]
+
+
+@click.command()
+@click.argument("model_id")
+@click.option("--store", metavar="PATH", envvar="L2V_HUB_STORE", help="Search a local store (env L2V_HUB_STORE).")
+@click.option("--json", "as_json", is_flag=True, help="Print the packs found as JSON.")
+def search(model_id: str, store: str | None, as_json: bool) -> None:
+    """Find packs for MODEL_ID on the Hub (uncurated: check before use, then `registry add`)."""
+    source = open_source(store)
+    found = []
+    for repo in source.discover(model_id):
+        versions = source.versions(repo)
+        found.append({
+            "repo_id": repo, "latest": highest_version(versions),
+            "versions": sorted(versions, key=version_key, reverse=True),
+        })
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo(f"no pack on {source.where} lists {model_id} as its base model")
+    for f in found:
+        click.echo(f"{f['repo_id']}  latest v{f['latest']}  ({len(f['versions'])} versions)")
