@@ -81,7 +81,7 @@ def test_missing_repo_version_and_commit_name_what_was_asked(tmp_path: Path) -> 
         pull("org/other", store=store)
     with pytest.raises(PackNotFoundError, match=r"no version v9\.0\.0.*versions: v1\.0\.0"):
         pull("org/tiny", "v9.0.0", store=store)
-    with pytest.raises(PackNotFoundError, match="no revision 'f{40}'"):
+    with pytest.raises(PackNotFoundError, match=r"no revision 'f{40}'"):
         pull("org/tiny", "f" * 40, store=store)
     with pytest.raises(PackNotFoundError, match="neither a version tag"):
         pull("org/tiny", "main", store=store)
