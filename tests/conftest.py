@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_fixtures import hub  # noqa: F401  (the test Hub fixture, see tests/hub_fixtures.py)
 
 from l2v_hub import Defaults, Method, ModelRef, Pack, PairsInfo
 

@@ -1,0 +1,86 @@
+"""Pytest fixtures that run the test Hub (tests/hubserver.py) and point huggingface_hub at it.
+
+`hub`: a started `HubServer` on 127.0.0.1 with the environment and huggingface_hub's import-time
+constants pointing at it, a fresh HF_HOME under tmp_path, Xet and telemetry off and `HF_TOKEN` set
+to `TEST_TOKEN`. Everything is undone after the test. `go_offline(monkeypatch)` turns on
+HF_HUB_OFFLINE both for this process and for subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+from hubserver import TEST_TOKEN, HubServer
+from huggingface_hub import constants
+
+# Modules that copied a constant at import (`from ..constants import X`) and read their copy.
+_COPIES = {
+    "huggingface_hub.utils._cache_manager": ("HF_HUB_CACHE",),
+    "huggingface_hub.utils._cache_assets": ("HF_ASSETS_CACHE",),
+    "huggingface_hub.utils._git_credential": ("ENDPOINT",),
+}
+
+
+def point_client_at(hub: HubServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point huggingface_hub, in this process and in subprocesses, at `hub` with cache `home`."""
+    hub_cache = str(home / "hub")
+    env = {
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": hub_cache,
+        "HF_TOKEN": TEST_TOKEN,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH",
+                 "HF_ASSETS_CACHE", "HF_XET_CACHE", "HUGGINGFACE_CO_STAGING"):
+        monkeypatch.delenv(name, raising=False)
+    values = {
+        "ENDPOINT": hub.url,
+        "HUGGINGFACE_CO_URL_TEMPLATE": hub.url + "/{repo_id}/resolve/{revision}/{filename}",
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": hub_cache,
+        "HUGGINGFACE_HUB_CACHE": hub_cache,
+        "HF_ASSETS_CACHE": str(home / "assets"),
+        "HF_XET_CACHE": str(home / "xet"),
+        "HF_TOKEN_PATH": str(home / "token"),
+        "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
+        "HF_HUB_OFFLINE": False,
+        "HF_HUB_DISABLE_XET": True,
+        "HF_HUB_DISABLE_TELEMETRY": True,
+    }
+    for name, value in values.items():
+        monkeypatch.setattr(constants, name, value)
+    import importlib
+
+    for module_name, names in _COPIES.items():
+        module = importlib.import_module(module_name)
+        for name in names:
+            monkeypatch.setattr(module, name, values[name])
+
+
+def go_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_HUB_OFFLINE=1 for this process (huggingface_hub read it at import) and subprocesses."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """A running test Hub that huggingface_hub talks to; stopped after the test."""
+    server = HubServer().start()
+    point_client_at(server, tmp_path / "hf_home", monkeypatch)
+    os.makedirs(tmp_path / "hf_home", exist_ok=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+        # Pooled keep-alive connections point at a server that is gone.
+        huggingface_hub.close_session()
