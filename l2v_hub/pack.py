@@ -131,7 +131,7 @@ class Pack:
     def _payloads(self) -> dict[str, bytes]:
         tensors = {f"layers.{i}": row.contiguous() for i, row in enumerate(self.directions)}
         meta = {"format": "pt", "l2v_hub_schema_version": str(SCHEMA_VERSION)}
-        files = {DIRECTIONS_FILE: save_safetensors(tensors, metadata=meta)}
+        files = {DIRECTIONS_FILE: _sorted_metadata(save_safetensors(tensors, metadata=meta))}
         if self.stats is not None:
             files[STATS_FILE] = _dump_json(self.stats)
         files[CARD_FILE] = render_card(self).encode()
@@ -206,6 +206,16 @@ def _is_repo_id(name: str) -> bool:
         return name.count("/") == 1 and bool(check_model_id(name))
     except PackError:
         return False
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """safetensors writes ``__metadata__`` from a hash map, in a random order: sort it, so that a
+    pack always serializes to the same bytes (stable hashes; publishing it again is a no-op)."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return data if len(text) > size else data[:8] + text.ljust(size) + data[8 + size :]
 
 
 def _dump_json(value: Any) -> bytes:
