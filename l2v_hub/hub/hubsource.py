@@ -19,6 +19,7 @@ from huggingface_hub import (
     HfApi,
     constants,
     hf_hub_download,
+    try_to_load_from_cache,
 )
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -124,21 +125,20 @@ class HubSource(PackSource):
         path = self._file(repo_id, METADATA_FILE, revision)
         return path.read_bytes(), path.parent.name  # the cache keeps files under snapshots/<commit>/
 
-    def download(self, repo_id: str, commit: str, names: list[str]) -> Path:
-        for name in names:  # only the files the pack names: never the rest of the repo
+    def download(self, repo_id: str, commit: str, files: dict[str, str]) -> Path:
+        cached = all(isinstance(try_to_load_from_cache(repo_id, n, revision=commit), str) for n in files)
+        for name in files:  # only the files the pack names: never the rest of the repo
             self._file(repo_id, name, commit)
+        if files and not cached:  # fresh bytes: also hold them against the Hub's own LFS records
+            for name, sha in self._lfs_digests(repo_id, commit).items():
+                if name in files and files[name] != sha:
+                    raise PackError(f"{name}: the Hub records sha256 {sha}, pack.json says {files[name]}")
         return self._file(repo_id, METADATA_FILE, commit).parent
 
-    def remote_digests(self, repo_id: str, commit: str) -> dict[str, str]:
-        if _offline():
-            return {}
-        try:
-            tree = self._call(
-                repo_id, commit, "listing the files of", lambda: list(self.api.list_repo_tree(repo_id, revision=commit))
-            )
-        except HubError as exc:  # files served from the cache were checked when they came in
-            log.info("%s; the Hub's LFS hashes are not checked this time", exc)
-            return {}
+    def _lfs_digests(self, repo_id: str, commit: str) -> dict[str, str]:
+        tree = self._call(
+            repo_id, commit, "listing the files of", lambda: list(self.api.list_repo_tree(repo_id, revision=commit))
+        )
         return {f.path: f.lfs.sha256 for f in tree if getattr(f, "lfs", None) is not None}
 
     def discover(self, model_id: str) -> list[str]:

@@ -92,11 +92,13 @@ def pull(
         raise HubError(f"{release.repo_id} {release.tag} moved to commit {commit} while being pulled")
     where = f"{repo_id}@{commit[:12]} on {source.where}"
     files = _named_files(pack_json, where)
-    names = sorted(files)
-    folder = source.download(repo_id, commit, [])
-    for name in names:  # refuse names that climb out of the folder before fetching anything
+    folder = source.download(repo_id, commit, {})
+    for name in files:  # refuse names that climb out of the folder before fetching anything
         _safe_path(folder, name)
-    folder = source.download(repo_id, commit, names)
+    try:
+        folder = source.download(repo_id, commit, {n: str(e.get("sha256")) for n, e in files.items()})
+    except PackError as exc:
+        raise PackError(f"{exc} [{where}]") from None
     if (folder / METADATA_FILE).read_bytes() != pack_json:
         raise PackError(f"{METADATA_FILE} of {where} changed while being pulled")
     try:
@@ -105,11 +107,6 @@ def pull(
         raise PackError(f"{exc} [{where}]") from None
     if release.version is not None and pack.version != release.version:
         raise PackError(f"{METADATA_FILE} of {where} says version {pack.version}, but it is tagged {release.tag}")
-    for name, sha in source.remote_digests(repo_id, commit).items():
-        if name in files and files[name]["sha256"] != sha:
-            raise PackError(
-                f"{name}: the Hub records sha256 {sha}, pack.json says {files[name]['sha256']} [{where}]"
-            )
     log.info("pulled %s from %s", release, source.where)
     return PulledPack(
         pack=pack, folder=folder, release=Release(repo_id, pack.version, commit),

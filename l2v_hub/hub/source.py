@@ -102,8 +102,9 @@ class PackSource(ABC):
         """``pack.json``'s bytes at ``revision`` (a tag or a commit) and the commit they are at."""
 
     @abstractmethod
-    def download(self, repo_id: str, commit: str, names: list[str]) -> Path:
-        """A local folder holding ``pack.json`` and ``names`` as they are at ``commit``."""
+    def download(self, repo_id: str, commit: str, files: dict[str, str]) -> Path:
+        """A local folder holding ``pack.json`` and the ``files`` (name -> sha256 that pack.json
+        records) as they are at ``commit``; a source that records its own hashes checks them too."""
 
     @abstractmethod
     def upload(
@@ -115,10 +116,6 @@ class PackSource(ABC):
     @abstractmethod
     def discover(self, model_id: str) -> list[str]:
         """Repo ids of packs that say they steer ``model_id`` (uncurated)."""
-
-    def remote_digests(self, repo_id: str, commit: str) -> dict[str, str]:
-        """sha256 of files as the source itself records them (the Hub's LFS hashes)."""
-        return {}
 
 
 def open_source(store: PathLike | PackSource | None = None, token: str | None = None) -> PackSource:

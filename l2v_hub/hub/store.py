@@ -70,7 +70,7 @@ class Store(PackSource):
         data = (self._version_dir(repo_id, revision) / METADATA_FILE).read_bytes()
         return data, _commit_of(data)
 
-    def download(self, repo_id: str, commit: str, names: list[str]) -> Path:
+    def download(self, repo_id: str, commit: str, files: dict[str, str]) -> Path:
         return self._version_dir(repo_id, commit)
 
     def upload(
