@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from ..hub import load_curated, load_user
+from .output import echo_rows
 
 __all__ = ["list_packs"]
 
@@ -23,11 +22,8 @@ def list_packs(model_id: str | None, registry: str | None, as_json: bool) -> Non
             continue
         entries = reg.for_target(model_id) if model_id else reg.entries
         rows += [{**e.to_json(), "registry": reg.origin} for e in entries]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo(f"no registered pack{' for ' + model_id if model_id else ''} (try: l2v-hub search MODEL_ID)")
-    for r in rows:
-        star = " *recommended" if r["recommended"] else ""
-        click.echo(f"{r['target']}  <-  {r['repo_id']}@v{r['version']} ({r['commit'][:12]}) from {r['source']}{star}  [{r['registry']}]")
+    echo_rows(
+        rows, as_json, empty=f"no registered pack{' for ' + model_id if model_id else ''} (try: l2v-hub search MODEL_ID)",
+        line=lambda r: f"{r['target']}  <-  {r['repo_id']}@v{r['version']} ({r['commit'][:12]}) from "
+        f"{r['source']}{' *recommended' if r['recommended'] else ''}  [{r['registry']}]",
+    )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from ..hub import open_source
 from ..hub.source import highest_version, version_key
+from .output import echo_rows
 
 __all__ = ["search"]
 
@@ -26,10 +25,7 @@ def search(model_id: str, store: str | None, as_json: bool) -> None:
             "repo_id": repo, "latest": highest_version(versions),
             "versions": sorted(versions, key=version_key, reverse=True),
         })
-    if as_json:
-        click.echo(json.dumps(found, indent=2))
-        return
-    if not found:
-        click.echo(f"no pack on {source.where} lists {model_id} as its base model")
-    for f in found:
-        click.echo(f"{f['repo_id']}  latest v{f['latest']}  ({len(f['versions'])} versions)")
+    echo_rows(
+        found, as_json, empty=f"no pack on {source.where} lists {model_id} as its base model",
+        line=lambda f: f"{f['repo_id']}  latest v{f['latest']}  ({len(f['versions'])} versions)",
+    )
