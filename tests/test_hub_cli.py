@@ -22,8 +22,16 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def test_help_everywhere() -> None:
-    for args in (["publish"], ["pull"], ["list"], ["search"], ["registry"], ["registry", "add"],
-                 ["registry", "validate"], ["registry", "push"]):
+    for args in (
+        ["publish"],
+        ["pull"],
+        ["list"],
+        ["search"],
+        ["registry"],
+        ["registry", "add"],
+        ["registry", "validate"],
+        ["registry", "push"],
+    ):
         code, out = run(*args, "--help")
         assert code == 0 and "Usage:" in out, args
 
@@ -65,7 +73,9 @@ def test_registry_add_pins_the_commit_then_push_list_and_search(
     folder = str(random_pack().save_pretrained(tmp_path / "pack"))
     assert run("publish", folder, "--repo", "l2v-test/tiny")[0] == 0
     index = tmp_path / "index.json"
-    code, out = run("registry", "add", "l2v-test/tiny@v1.0.0", "--index", str(index), "--recommended")
+    code, out = run(
+        "registry", "add", "l2v-test/tiny@v1.0.0", "--index", str(index), "--recommended"
+    )
     assert code == 0, out
     data = json.loads(index.read_text())
     jsonschema.validate(data, SCHEMA)
@@ -80,10 +90,15 @@ def test_registry_add_pins_the_commit_then_push_list_and_search(
     code, out = run("list", "tiny/vlm", "--json")
     assert code == 0
     [listed] = json.loads(out)
-    assert listed["commit"] == entry["commit"] and listed["registry"] == "curated index (Hub dataset l2v-test/index)"
+    assert (
+        listed["commit"] == entry["commit"]
+        and listed["registry"] == "curated index (Hub dataset l2v-test/index)"
+    )
 
     code, out = run("search", "tiny/vlm", "--json")
-    assert code == 0 and json.loads(out) == [{"repo_id": "l2v-test/tiny", "latest": "1.0.0", "versions": ["1.0.0"]}]
+    assert code == 0 and json.loads(out) == [
+        {"repo_id": "l2v-test/tiny", "latest": "1.0.0", "versions": ["1.0.0"]}
+    ]
     assert run("search", "other/vlm")[1].startswith("no pack on the Hub at")
 
 

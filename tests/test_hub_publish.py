@@ -29,10 +29,14 @@ def test_one_commit_naming_the_version_then_the_tag(hub: HubServer) -> None:
     info = api.model_info(REPO)
     assert info.library_name == "l2v-hub"
     assert "base_model:adapter:tiny/vlm" in info.tags
-    assert [m.id for m in api.list_models(filter=["l2v-hub", "base_model:adapter:tiny/vlm"])] == [REPO]
+    assert [m.id for m in api.list_models(filter=["l2v-hub", "base_model:adapter:tiny/vlm"])] == [
+        REPO
+    ]
 
 
-def test_an_existing_version_with_other_content_is_refused_and_nothing_changes(hub: HubServer) -> None:
+def test_an_existing_version_with_other_content_is_refused_and_nothing_changes(
+    hub: HubServer,
+) -> None:
     first = publish(random_pack(seed=0), REPO)
     with pytest.raises(HubError, match=r"v1\.0\.0 is already published.*bump the version"):
         publish(random_pack(seed=1), REPO)
@@ -46,7 +50,9 @@ def test_publishing_the_same_content_again_is_a_no_op(hub: HubServer) -> None:
     assert hub.counts["commit"] == 1 and hub.counts["tag"] == 1
 
 
-def test_a_publish_that_failed_before_tagging_is_finished_by_running_it_again(hub: HubServer) -> None:
+def test_a_publish_that_failed_before_tagging_is_finished_by_running_it_again(
+    hub: HubServer,
+) -> None:
     pack = random_pack()
     hub.fail("tag", status=500, times=10)
     with pytest.raises(HubError, match=r"tagging l2v-test/tiny-pack@v1\.0\.0 .* failed: HTTP 500"):
@@ -81,7 +87,9 @@ def test_private_repo_and_version_override(hub: HubServer) -> None:
     assert pull(REPO).pack.version == "2.0.0"
 
 
-def test_an_invalid_pack_or_repo_id_is_refused_before_any_request(hub: HubServer, tmp_path: Path) -> None:
+def test_an_invalid_pack_or_repo_id_is_refused_before_any_request(
+    hub: HubServer, tmp_path: Path
+) -> None:
     folder = random_pack().save_pretrained(tmp_path / "pack")
     (folder / "directions.safetensors").write_bytes(b"garbage")
     with pytest.raises(PackError, match=r"directions\.safetensors"):

@@ -82,7 +82,9 @@ def test_only_the_files_the_pack_names_are_downloaded(hub: HubServer, tmp_path: 
     assert not [entry for entry in hub.log if "big.bin" in entry[2]]
 
 
-def test_file_names_that_climb_out_are_refused_before_any_download(hub: HubServer, tmp_path: Path) -> None:
+def test_file_names_that_climb_out_are_refused_before_any_download(
+    hub: HubServer, tmp_path: Path
+) -> None:
     files = pack_files(random_pack(), tmp_path)
     meta = json.loads(files["pack.json"])
     meta["files"]["../../escape.txt"] = {"sha256": "0" * 64, "size": 1}

@@ -19,9 +19,16 @@ SCHEMA = json.loads((ROOT / "registry" / "schema.json").read_text())
 
 def entry(**change: object) -> dict:
     base = {
-        "target": "org/vlm", "repo_id": "packs/p", "version": "1.0.0", "commit": "a" * 40,
-        "source": "org/llm", "pack_sha256": "b" * 64, "model_type": "qwen2_vl", "hidden_size": 48,
-        "recommended": False, "notes": "",
+        "target": "org/vlm",
+        "repo_id": "packs/p",
+        "version": "1.0.0",
+        "commit": "a" * 40,
+        "source": "org/llm",
+        "pack_sha256": "b" * 64,
+        "model_type": "qwen2_vl",
+        "hidden_size": 48,
+        "recommended": False,
+        "notes": "",
     }
     return {**base, **change}
 
@@ -35,10 +42,20 @@ def test_shipped_index_validates_against_its_schema() -> None:
 
 
 BAD = [
-    ("version", "1.0"), ("version", "01.0.0"), ("commit", "A" * 40), ("commit", "a" * 39),
-    ("pack_sha256", "b" * 63), ("target", "../etc"), ("repo_id", "/abs/path"), ("hidden_size", 0),
-    ("hidden_size", True), ("hidden_size", "48"), ("recommended", 1), ("model_type", ""),
-    ("notes", 3), ("source", ""),
+    ("version", "1.0"),
+    ("version", "01.0.0"),
+    ("commit", "A" * 40),
+    ("commit", "a" * 39),
+    ("pack_sha256", "b" * 63),
+    ("target", "../etc"),
+    ("repo_id", "/abs/path"),
+    ("hidden_size", 0),
+    ("hidden_size", True),
+    ("hidden_size", "48"),
+    ("recommended", 1),
+    ("model_type", ""),
+    ("notes", 3),
+    ("source", ""),
 ]
 
 
@@ -68,7 +85,10 @@ def test_structural_errors_are_refused_by_both() -> None:
 
 
 def test_valid_entries_are_accepted_by_both() -> None:
-    doc = {"schema_version": 1, "entries": [entry(), entry(version="1.1.0-rc.1+build.5", notes="x")]}
+    doc = {
+        "schema_version": 1,
+        "entries": [entry(), entry(version="1.1.0-rc.1+build.5", notes="x")],
+    }
     jsonschema.validate(doc, SCHEMA)
     assert len(Registry.parse(doc, "i").entries) == 2
 
@@ -82,10 +102,18 @@ def test_duplicates_and_two_recommended_packs_are_refused() -> None:
 
 
 def test_for_target_puts_the_recommended_entry_first_then_highest_version() -> None:
-    reg = Registry.parse({"schema_version": 1, "entries": [
-        entry(version="1.2.0"), entry(version="1.10.0"), entry(version="1.0.0", recommended=True),
-        entry(target="org/other", version="9.0.0"),
-    ]}, "i")
+    reg = Registry.parse(
+        {
+            "schema_version": 1,
+            "entries": [
+                entry(version="1.2.0"),
+                entry(version="1.10.0"),
+                entry(version="1.0.0", recommended=True),
+                entry(target="org/other", version="9.0.0"),
+            ],
+        },
+        "i",
+    )
     assert [e.version for e in reg.for_target("org/vlm")] == ["1.0.0", "1.10.0", "1.2.0"]
     assert reg.for_target("org/none") == []
 
@@ -94,13 +122,18 @@ def test_with_entry_replaces_the_same_release_and_moves_the_recommendation(tmp_p
     reg = Registry.parse({"schema_version": 1, "entries": [entry(recommended=True)]}, "i")
     new = RegistryEntry(**{**entry(version="2.0.0", recommended=True)})
     updated = reg.with_entry(new).with_entry(new)
-    assert [(e.version, e.recommended) for e in updated.entries] == [("1.0.0", False), ("2.0.0", True)]
+    assert [(e.version, e.recommended) for e in updated.entries] == [
+        ("1.0.0", False),
+        ("2.0.0", True),
+    ]
     path = updated.save(tmp_path / "sub" / "index.json")
     jsonschema.validate(json.loads(path.read_text()), SCHEMA)
     assert Registry.load(path).entries == updated.entries
 
 
-def test_user_registry_from_argument_or_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_registry_from_argument_or_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"schema_version": 1, "entries": [entry()]}))
     monkeypatch.delenv("L2V_HUB_REGISTRY", raising=False)

@@ -31,10 +31,19 @@ SHA = "c0ffee" + "0" * 34
 
 def tiny_vlm(name_or_path: str = "") -> Qwen2VLForConditionalGeneration:
     """A random Qwen2-VL with a 48-wide, 6-block text decoder (what random_pack's packs fit)."""
-    text = {"hidden_size": 48, "intermediate_size": 64, "num_hidden_layers": 6, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "vocab_size": 200, "rope_scaling": {"type": "mrope", "mrope_section": [2, 1, 3]}}
+    text = {
+        "hidden_size": 48,
+        "intermediate_size": 64,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 200,
+        "rope_scaling": {"type": "mrope", "mrope_section": [2, 1, 3]},
+    }
     vision = {"depth": 1, "embed_dim": 32, "hidden_size": 48, "num_heads": 2}
-    model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(text_config=text, vision_config=vision, vocab_size=200))
+    model = Qwen2VLForConditionalGeneration(
+        Qwen2VLConfig(text_config=text, vision_config=vision, vocab_size=200)
+    )
     model.config._name_or_path = name_or_path
     return model
 
@@ -43,9 +52,15 @@ def entry_for(repo_id: str, version: str = "1.0.0", **change: object) -> Registr
     """A registry entry pinning what is published at ``repo_id`` ``version``."""
     pulled = pull(repo_id, f"v{version}")
     fields = {
-        "target": TARGET, "repo_id": repo_id, "version": version, "commit": pulled.release.commit,
-        "source": "tiny/llm", "pack_sha256": pulled.pack_sha256, "model_type": "qwen2_vl",
-        "hidden_size": 48, "recommended": False,
+        "target": TARGET,
+        "repo_id": repo_id,
+        "version": version,
+        "commit": pulled.release.commit,
+        "source": "tiny/llm",
+        "pack_sha256": pulled.pack_sha256,
+        "model_type": "qwen2_vl",
+        "hidden_size": 48,
+        "recommended": False,
     }
     return RegistryEntry(**{**fields, **change})
 
@@ -94,8 +109,12 @@ def three_packs(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     return packs
 
 
-def test_the_user_registry_comes_first(three_packs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("L2V_HUB_REGISTRY", str(write(tmp_path / "mine.json", entry_for("l2v-test/user"))))
+def test_the_user_registry_comes_first(
+    three_packs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "L2V_HUB_REGISTRY", str(write(tmp_path / "mine.json", entry_for("l2v-test/user")))
+    )
     found = find_pack(tiny_vlm(TARGET))
     assert found.pulled.pack == three_packs["user"] and found.found_in.startswith("user registry")
 
@@ -136,9 +155,15 @@ def test_nothing_found_says_where_it_looked_and_lists_the_closest_packs(three_pa
         resolve_pack(tiny_vlm("other/vlm"))
     message = str(info.value)
     assert "no l2v-hub pack for other/vlm" in message
-    assert "user registry: none" in message and "curated index (Hub dataset l2v-test/registry): no entry" in message
+    assert (
+        "user registry: none" in message
+        and "curated index (Hub dataset l2v-test/registry): no entry" in message
+    )
     assert "discovery on the Hub at" in message
-    assert "closest packs (same architecture and hidden size): l2v-test/curated@v1.0.0 (for tiny/vlm)" in message
+    assert (
+        "closest packs (same architecture and hidden size): l2v-test/curated@v1.0.0 (for tiny/vlm)"
+        in message
+    )
 
 
 def test_a_store_resolves_with_no_network(hf_offline: Path, tmp_path: Path) -> None:
@@ -147,9 +172,19 @@ def test_a_store_resolves_with_no_network(hf_offline: Path, tmp_path: Path) -> N
     release = publish(pack, "org/pack", store=store)
     assert resolve_pack(TARGET, store=store) == pack  # discovery in the store
     pulled = pull("org/pack", store=store)
-    registry = write(tmp_path / "mine.json", RegistryEntry(
-        TARGET, "org/pack", "1.0.0", release.commit, "tiny/llm", pulled.pack_sha256, "qwen2_vl", 48,
-    ))
+    registry = write(
+        tmp_path / "mine.json",
+        RegistryEntry(
+            TARGET,
+            "org/pack",
+            "1.0.0",
+            release.commit,
+            "tiny/llm",
+            pulled.pack_sha256,
+            "qwen2_vl",
+            48,
+        ),
+    )
     assert find_pack(TARGET, registry=registry, store=store).found_in == f"user registry {registry}"
 
 
@@ -172,7 +207,10 @@ def test_end_to_end_in_a_fresh_process_then_again_with_the_server_stopped(
     runs = []
     for _ in range(2):  # the environment points the subprocess at the test Hub and its cache
         done = subprocess.run(
-            [sys.executable, "-c", SCRIPT, str(snapshot)], capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", SCRIPT, str(snapshot)],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr[-2000:]
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))

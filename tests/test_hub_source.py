@@ -12,8 +12,19 @@ from l2v_hub.hub.source import Release, highest_version, is_commit, version_key
 
 
 def test_semver_precedence() -> None:
-    order = ["0.9.0", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta.2",
-             "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.2.0", "1.10.0", "2.0.0"]
+    order = [
+        "0.9.0",
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.2.0",
+        "1.10.0",
+        "2.0.0",
+    ]
     assert sorted(reversed(order), key=version_key) == order
     assert version_key("1.0.0+build.7") == version_key("1.0.0")
     with pytest.raises(ValueError, match="not a semantic version"):
@@ -32,7 +43,9 @@ def test_commits_and_releases() -> None:
     assert release.tag == "v1.2.0" and str(release) == "org/p@v1.2.0 (commit bbbbbbbbbbbb)"
 
 
-def test_open_source_picks_the_store_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_open_source_picks_the_store_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("L2V_HUB_STORE", raising=False)
     assert isinstance(open_source(), HubSource)
     assert isinstance(open_source(tmp_path), Store)

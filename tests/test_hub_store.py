@@ -53,7 +53,9 @@ def test_publish_a_folder_under_another_version_leaves_the_folder_alone(tmp_path
     release = publish(folder, "org/tiny", version="v2.0.0", store=tmp_path / "store")
     assert release.version == "2.0.0"
     assert (folder / "pack.json").read_bytes() == before
-    assert json.loads((tmp_path / "store/org/tiny/2.0.0/pack.json").read_bytes())["version"] == "2.0.0"
+    assert (
+        json.loads((tmp_path / "store/org/tiny/2.0.0/pack.json").read_bytes())["version"] == "2.0.0"
+    )
 
 
 def test_only_the_files_the_pack_names_are_published(tmp_path: Path) -> None:

@@ -12,7 +12,12 @@ __all__ = ["list_packs"]
 
 @click.command("list")
 @click.argument("model_id", required=False)
-@click.option("--registry", metavar="FILE", envvar="L2V_HUB_REGISTRY", help="Your own registry (env L2V_HUB_REGISTRY).")
+@click.option(
+    "--registry",
+    metavar="FILE",
+    envvar="L2V_HUB_REGISTRY",
+    help="Your own registry (env L2V_HUB_REGISTRY).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
 def list_packs(model_id: str | None, registry: str | None, as_json: bool) -> None:
     """List registered packs (your registry first, then the curated index), for MODEL_ID or all."""
@@ -23,7 +28,11 @@ def list_packs(model_id: str | None, registry: str | None, as_json: bool) -> Non
         entries = reg.for_target(model_id) if model_id else reg.entries
         rows += [{**e.to_json(), "registry": reg.origin} for e in entries]
     echo_rows(
-        rows, as_json, empty=f"no registered pack{' for ' + model_id if model_id else ''} (try: l2v-hub search MODEL_ID)",
-        line=lambda r: f"{r['target']}  <-  {r['repo_id']}@v{r['version']} ({r['commit'][:12]}) from "
-        f"{r['source']}{' *recommended' if r['recommended'] else ''}  [{r['registry']}]",
+        rows,
+        as_json,
+        empty=f"no registered pack{' for ' + model_id if model_id else ''} (try: l2v-hub search MODEL_ID)",
+        line=lambda r: (
+            f"{r['target']}  <-  {r['repo_id']}@v{r['version']} ({r['commit'][:12]}) from "
+            f"{r['source']}{' *recommended' if r['recommended'] else ''}  [{r['registry']}]"
+        ),
     )

@@ -11,7 +11,9 @@ import click
 __all__ = ["echo_rows"]
 
 
-def echo_rows(rows: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str], empty: str) -> None:
+def echo_rows(
+    rows: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str], empty: str
+) -> None:
     """``rows`` as a JSON list, or each through ``line``; ``empty`` when there are none."""
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -15,15 +15,33 @@ __all__ = ["publish"]
 
 @click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=str))
-@click.option("--repo", "repo_id", metavar="ORG/NAME", help="Repo to publish to (proposed when missing).")
-@click.option("--version", metavar="X.Y.Z", help="Publish under this version instead of the pack's own.")
-@click.option("--private", is_flag=True, help="Create the repo as private (when it does not exist).")
-@click.option("--create-pr", is_flag=True, help="Open a pull request instead of committing to main.")
-@click.option("--store", metavar="PATH", envvar="L2V_HUB_STORE", help="Publish to a local store (env L2V_HUB_STORE).")
+@click.option(
+    "--repo", "repo_id", metavar="ORG/NAME", help="Repo to publish to (proposed when missing)."
+)
+@click.option(
+    "--version", metavar="X.Y.Z", help="Publish under this version instead of the pack's own."
+)
+@click.option(
+    "--private", is_flag=True, help="Create the repo as private (when it does not exist)."
+)
+@click.option(
+    "--create-pr", is_flag=True, help="Open a pull request instead of committing to main."
+)
+@click.option(
+    "--store",
+    metavar="PATH",
+    envvar="L2V_HUB_STORE",
+    help="Publish to a local store (env L2V_HUB_STORE).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the release as JSON.")
 def publish(
-    folder: str, repo_id: str | None, version: str | None, private: bool, create_pr: bool,
-    store: str | None, as_json: bool,
+    folder: str,
+    repo_id: str | None,
+    version: str | None,
+    private: bool,
+    create_pr: bool,
+    store: str | None,
+    as_json: bool,
 ) -> None:
     """Publish the pack in FOLDER: one commit with its files, tagged v{version}.
 
@@ -32,8 +50,14 @@ def publish(
     if not repo_id:
         name = suggest_repo_name(Pack.from_pretrained(folder))
         raise click.UsageError(f"missing --repo; suggested: --repo YOUR_ORG/{name}")
-    release = publish_pack(folder, repo_id, version=version, private=private, create_pr=create_pr, store=store)
+    release = publish_pack(
+        folder, repo_id, version=version, private=private, create_pr=create_pr, store=store
+    )
     if as_json:
-        click.echo(json.dumps({"repo_id": release.repo_id, "version": release.version, "commit": release.commit}))
+        click.echo(
+            json.dumps(
+                {"repo_id": release.repo_id, "version": release.version, "commit": release.commit}
+            )
+        )
     else:
         click.echo(f"published {release}")

@@ -14,7 +14,12 @@ __all__ = ["pull"]
 
 @click.command()
 @click.argument("ref", metavar="ORG/NAME[@REVISION]")
-@click.option("--store", metavar="PATH", envvar="L2V_HUB_STORE", help="Pull from a local store (env L2V_HUB_STORE).")
+@click.option(
+    "--store",
+    metavar="PATH",
+    envvar="L2V_HUB_STORE",
+    help="Pull from a local store (env L2V_HUB_STORE).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the release and its folder as JSON.")
 def pull(ref: str, store: str | None, as_json: bool) -> None:
     """Pull the pack REF: the highest version by default, or @v1.2.0, or @<commit sha>.
@@ -25,9 +30,16 @@ def pull(ref: str, store: str | None, as_json: bool) -> None:
     pulled = pull_pack(repo_id, revision, store=store)
     if as_json:
         r = pulled.release
-        click.echo(json.dumps({
-            "repo_id": r.repo_id, "version": r.version, "commit": r.commit,
-            "pack_sha256": pulled.pack_sha256, "folder": str(pulled.folder),
-        }))
+        click.echo(
+            json.dumps(
+                {
+                    "repo_id": r.repo_id,
+                    "version": r.version,
+                    "commit": r.commit,
+                    "pack_sha256": pulled.pack_sha256,
+                    "folder": str(pulled.folder),
+                }
+            )
+        )
     else:
         click.echo(f"pulled {pulled.release} from {pulled.where}\n{pulled.folder}")

@@ -14,7 +14,10 @@ from ..hub.registry import INDEX_FILE, REGISTRY_ENV, index_repo, load_shipped
 __all__ = ["registry"]
 
 _INDEX = click.option(
-    "--index", "index", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+    "--index",
+    "index",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
     default=lambda: os.environ.get(REGISTRY_ENV) or f"registry/{INDEX_FILE}",
     help=f"Index file (default: ${REGISTRY_ENV}, else registry/{INDEX_FILE}).",
 )
@@ -30,16 +33,28 @@ def registry() -> None:
 @_INDEX
 @click.option("--recommended", is_flag=True, help="Make it the recommended pack for its target.")
 @click.option("--notes", default="", help="Free text shown with the entry.")
-@click.option("--store", metavar="PATH", envvar="L2V_HUB_STORE", help="Pull from a local store (env L2V_HUB_STORE).")
+@click.option(
+    "--store",
+    metavar="PATH",
+    envvar="L2V_HUB_STORE",
+    help="Pull from a local store (env L2V_HUB_STORE).",
+)
 def add(ref: str, index: Path, recommended: bool, notes: str, store: str | None) -> None:
     """Verify the pack REF and pin its commit and pack.json sha256 in the index."""
     repo_id, revision = parse_ref(ref)
     pulled = pull(repo_id, revision, store=store)
     p, r = pulled.pack, pulled.release
     entry = RegistryEntry(
-        target=p.target.model_id, repo_id=repo_id, version=p.version, commit=r.commit,
-        source=p.source.model_id, pack_sha256=pulled.pack_sha256, model_type=p.target.model_type,
-        hidden_size=p.target.hidden_size, recommended=recommended, notes=notes,
+        target=p.target.model_id,
+        repo_id=repo_id,
+        version=p.version,
+        commit=r.commit,
+        source=p.source.model_id,
+        pack_sha256=pulled.pack_sha256,
+        model_type=p.target.model_type,
+        hidden_size=p.target.hidden_size,
+        recommended=recommended,
+        notes=notes,
     )
     current = Registry.load(index) if index.exists() else Registry((), str(index))
     current.with_entry(entry).save(index)
@@ -47,8 +62,13 @@ def add(ref: str, index: Path, recommended: bool, notes: str, store: str | None)
 
 
 @registry.command()
-@click.option("--index", "index", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
-              help="Index file to check (default: the copy shipped with l2v-hub).")
+@click.option(
+    "--index",
+    "index",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Index file to check (default: the copy shipped with l2v-hub).",
+)
 def validate(index: Path | None) -> None:
     """Check an index against the registry schema."""
     reg = Registry.load(index) if index else load_shipped()
@@ -57,7 +77,9 @@ def validate(index: Path | None) -> None:
 
 @registry.command()
 @_INDEX
-@click.option("--repo", "repo_id", metavar="ORG/NAME", help="Dataset repo (default: $L2V_HUB_INDEX_REPO).")
+@click.option(
+    "--repo", "repo_id", metavar="ORG/NAME", help="Dataset repo (default: $L2V_HUB_INDEX_REPO)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def push(index: Path, repo_id: str | None, as_json: bool) -> None:
     """Publish the index as the curated index's Hub copy (a dataset repo)."""

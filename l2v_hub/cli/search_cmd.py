@@ -13,7 +13,12 @@ __all__ = ["search"]
 
 @click.command()
 @click.argument("model_id")
-@click.option("--store", metavar="PATH", envvar="L2V_HUB_STORE", help="Search a local store (env L2V_HUB_STORE).")
+@click.option(
+    "--store",
+    metavar="PATH",
+    envvar="L2V_HUB_STORE",
+    help="Search a local store (env L2V_HUB_STORE).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the packs found as JSON.")
 def search(model_id: str, store: str | None, as_json: bool) -> None:
     """Find packs for MODEL_ID on the Hub (uncurated: check before use, then `registry add`)."""
@@ -21,11 +26,16 @@ def search(model_id: str, store: str | None, as_json: bool) -> None:
     found = []
     for repo in source.discover(model_id):
         versions = source.versions(repo)
-        found.append({
-            "repo_id": repo, "latest": highest_version(versions),
-            "versions": sorted(versions, key=version_key, reverse=True),
-        })
+        found.append(
+            {
+                "repo_id": repo,
+                "latest": highest_version(versions),
+                "versions": sorted(versions, key=version_key, reverse=True),
+            }
+        )
     echo_rows(
-        found, as_json, empty=f"no pack on {source.where} lists {model_id} as its base model",
+        found,
+        as_json,
+        empty=f"no pack on {source.where} lists {model_id} as its base model",
         line=lambda f: f"{f['repo_id']}  latest v{f['latest']}  ({len(f['versions'])} versions)",
     )

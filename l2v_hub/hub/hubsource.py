@@ -54,7 +54,9 @@ def _hub_errors(repo_id: str, revision: str | None, action: str, where: str) -> 
     try:
         yield
     except RepositoryNotFoundError:
-        raise PackNotFoundError(f"no pack repo '{repo_id}' on {where} (or no access: set HF_TOKEN)") from None
+        raise PackNotFoundError(
+            f"no pack repo '{repo_id}' on {where} (or no access: set HF_TOKEN)"
+        ) from None
     except RevisionNotFoundError:
         raise PackNotFoundError(f"'{repo_id}' has no revision '{revision}' on {where}") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
@@ -63,14 +65,20 @@ def _hub_errors(repo_id: str, revision: str | None, action: str, where: str) -> 
             f"({'HF_HUB_OFFLINE=1' if _offline() else 'no connection'})"
         ) from None
     except EntryNotFoundError as exc:
-        raise PackError(f"{at} on {where}: a file is missing ({str(exc).splitlines()[0][:160]})") from None
+        raise PackError(
+            f"{at} on {where}: a file is missing ({str(exc).splitlines()[0][:160]})"
+        ) from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
-        raise HubError(f"{action} {at} on {where} failed: HTTP {status} ({str(exc).splitlines()[0][:160]})") from None
+        raise HubError(
+            f"{action} {at} on {where} failed: HTTP {status} ({str(exc).splitlines()[0][:160]})"
+        ) from None
     except (PackError, HubError):
         raise
     except Exception as exc:  # network errors: their types differ across huggingface_hub versions
-        raise HubError(f"{action} {at} on {where} failed: {type(exc).__name__}: {str(exc)[:160]}") from None
+        raise HubError(
+            f"{action} {at} on {where} failed: {type(exc).__name__}: {str(exc)[:160]}"
+        ) from None
 
 
 class HubSource(PackSource):
@@ -85,17 +93,33 @@ class HubSource(PackSource):
         return f"the Hub at {self.api.endpoint}"
 
     def _call(
-        self, repo_id: str, revision: str | None, action: str, fn: Callable[..., _T], /, *args: Any, **kw: Any
+        self,
+        repo_id: str,
+        revision: str | None,
+        action: str,
+        fn: Callable[..., _T],
+        /,
+        *args: Any,
+        **kw: Any,
     ) -> _T:
         # The one place every request passes: where retries with backoff belong.
         with _hub_errors(repo_id, revision, action, self.where):
             return fn(*args, **kw)
 
     def _file(self, repo_id: str, name: str, revision: str) -> Path:
-        return Path(self._call(
-            repo_id, revision, f"downloading {name} of", hf_hub_download, repo_id, name,
-            revision=revision, token=self.token, endpoint=self.api.endpoint,
-        ))
+        return Path(
+            self._call(
+                repo_id,
+                revision,
+                f"downloading {name} of",
+                hf_hub_download,
+                repo_id,
+                name,
+                revision=revision,
+                token=self.token,
+                endpoint=self.api.endpoint,
+            )
+        )
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -103,7 +127,9 @@ class HubSource(PackSource):
         if _offline():
             return self._cached_versions(repo_id, "HF_HUB_OFFLINE=1")
         try:
-            refs = self._call(repo_id, None, "listing the versions of", self.api.list_repo_refs, repo_id)
+            refs = self._call(
+                repo_id, None, "listing the versions of", self.api.list_repo_refs, repo_id
+            )
         except PackNotFoundError:
             raise
         except HubError as exc:  # the Hub is unreachable: the versions pulled before still resolve
@@ -113,7 +139,9 @@ class HubSource(PackSource):
 
     def _cached_versions(self, repo_id: str, why: str) -> dict[str, str]:
         refs = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs"
-        found = {p.name[1:]: p.read_text().strip() for p in refs.glob("v*") if _is_version_tag(p.name)}
+        found = {
+            p.name[1:]: p.read_text().strip() for p in refs.glob("v*") if _is_version_tag(p.name)
+        }
         if not found:
             raise PackNotFoundError(
                 f"no version of '{repo_id}' in the local Hugging Face cache ({constants.HF_HUB_CACHE}), "
@@ -123,21 +151,31 @@ class HubSource(PackSource):
 
     def read_metadata(self, repo_id: str, revision: str) -> tuple[bytes, str]:
         path = self._file(repo_id, METADATA_FILE, revision)
-        return path.read_bytes(), path.parent.name  # the cache keeps files under snapshots/<commit>/
+        return (
+            path.read_bytes(),
+            path.parent.name,
+        )  # the cache keeps files under snapshots/<commit>/
 
     def download(self, repo_id: str, commit: str, files: dict[str, str]) -> Path:
-        cached = all(isinstance(try_to_load_from_cache(repo_id, n, revision=commit), str) for n in files)
+        cached = all(
+            isinstance(try_to_load_from_cache(repo_id, n, revision=commit), str) for n in files
+        )
         for name in files:  # only the files the pack names: never the rest of the repo
             self._file(repo_id, name, commit)
         if files and not cached:  # fresh bytes: also hold them against the Hub's own LFS records
             for name, sha in self._lfs_digests(repo_id, commit).items():
                 if name in files and files[name] != sha:
-                    raise PackError(f"{name}: the Hub records sha256 {sha}, pack.json says {files[name]}")
+                    raise PackError(
+                        f"{name}: the Hub records sha256 {sha}, pack.json says {files[name]}"
+                    )
         return self._file(repo_id, METADATA_FILE, commit).parent
 
     def _lfs_digests(self, repo_id: str, commit: str) -> dict[str, str]:
         tree = self._call(
-            repo_id, commit, "listing the files of", lambda: list(self.api.list_repo_tree(repo_id, revision=commit))
+            repo_id,
+            commit,
+            "listing the files of",
+            lambda: list(self.api.list_repo_tree(repo_id, revision=commit)),
         )
         return {f.path: f.lfs.sha256 for f in tree if getattr(f, "lfs", None) is not None}
 
@@ -146,21 +184,39 @@ class HubSource(PackSource):
             raise HubError("Hub discovery is not possible with HF_HUB_OFFLINE=1")
         # The Hub derives the tag base_model:adapter:<id> from the card's base_model + relation.
         found = self._call(
-            model_id, None, "searching packs for", lambda: list(self.api.list_models(
-                filter=[LIBRARY_NAME, f"base_model:adapter:{model_id}"], limit=100,
-            ))
+            model_id,
+            None,
+            "searching packs for",
+            lambda: list(
+                self.api.list_models(
+                    filter=[LIBRARY_NAME, f"base_model:adapter:{model_id}"],
+                    limit=100,
+                )
+            ),
         )
         return sorted(m.id for m in found)
 
     # -- writing ------------------------------------------------------------------------------
 
     def upload(
-        self, folder: Path, names: list[str], repo_id: str, version: str, *,
-        private: bool, create_pr: bool,
+        self,
+        folder: Path,
+        names: list[str],
+        repo_id: str,
+        version: str,
+        *,
+        private: bool,
+        create_pr: bool,
     ) -> Release:
         tag = f"v{version}"
-        self._call(repo_id, None, "creating", self.api.create_repo, repo_id, private=private, exist_ok=True)
+        self._call(
+            repo_id, None, "creating", self.api.create_repo, repo_id, private=private, exist_ok=True
+        )
         refs = self._call(repo_id, None, "reading the refs of", self.api.list_repo_refs, repo_id)
+        if any(t.name == tag for t in refs.tags):  # tagged since the caller looked: compare again
+            raise HubError(
+                f"{repo_id} {tag} was published meanwhile on {self.where}; run the publish again"
+            )
         head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
         ours = (folder / METADATA_FILE).read_bytes()
         if head and not create_pr and self._head_holds(repo_id, head, ours):
@@ -171,11 +227,19 @@ class HubSource(PackSource):
             commit, pr_url = self._commit(folder, names, repo_id, version, head, create_pr)
             if pr_url:
                 log.warning(
-                    "opened %s; v%s is tagged once it is merged and this publish is run again", pr_url, version
+                    "opened %s; v%s is tagged once it is merged and this publish is run again",
+                    pr_url,
+                    version,
                 )
                 return Release(repo_id, version, commit)
         self._call(
-            repo_id, tag, "tagging", self.api.create_tag, repo_id, tag=tag, revision=commit,
+            repo_id,
+            tag,
+            "tagging",
+            self.api.create_tag,
+            repo_id,
+            tag=tag,
+            revision=commit,
             tag_message=f"l2v-hub pack v{version}",
         )
         return Release(repo_id, version, commit)
@@ -187,19 +251,33 @@ class HubSource(PackSource):
             return False
 
     def _commit(
-        self, folder: Path, names: list[str], repo_id: str, version: str, head: str | None, create_pr: bool
+        self,
+        folder: Path,
+        names: list[str],
+        repo_id: str,
+        version: str,
+        head: str | None,
+        create_pr: bool,
     ) -> tuple[str, str | None]:
         stale = []
         if head:  # the commit leaves exactly the pack's files in the repo
-            present = self._call(repo_id, head, "listing", self.api.list_repo_files, repo_id, revision=head)
+            present = self._call(
+                repo_id, head, "listing", self.api.list_repo_files, repo_id, revision=head
+            )
             stale = [p for p in present if p not in names and p != ".gitattributes"]
         ops = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(folder / n)) for n in names]
         ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
         info = self._call(
-            repo_id, None, "committing to", self.api.create_commit, repo_id, ops,
+            repo_id,
+            None,
+            "committing to",
+            self.api.create_commit,
+            repo_id,
+            ops,
             commit_message=f"Publish v{version}",
             commit_description=f"l2v-hub {__version__}: pack files of version {version}.",
-            create_pr=create_pr, parent_commit=head,
+            create_pr=create_pr,
+            parent_commit=head,
         )
         return info.oid, (info.pr_url if create_pr else None)
 

@@ -60,8 +60,14 @@ def _published(source: PackSource, repo_id: str) -> dict[str, str]:
 
 
 def publish(
-    pack: Pack | PathLike, repo_id: str, *, version: str | None = None, private: bool = False,
-    token: str | None = None, create_pr: bool = False, store: PathLike | PackSource | None = None,
+    pack: Pack | PathLike,
+    repo_id: str,
+    *,
+    version: str | None = None,
+    private: bool = False,
+    token: str | None = None,
+    create_pr: bool = False,
+    store: PathLike | PackSource | None = None,
 ) -> Release:
     """Publish ``pack`` (a ``Pack`` or a pack folder) to ``repo_id`` on the Hub or in ``store``.
 
@@ -70,7 +76,9 @@ def publish(
     is invalid.
     """
     if "/" not in repo_id:
-        raise HubError(f"repo id '{repo_id}' must be 'org/name' (your user name or an organisation)")
+        raise HubError(
+            f"repo id '{repo_id}' must be 'org/name' (your user name or an organisation)"
+        )
     check_model_id(repo_id, "repo id")
     source = open_source(store, token)
     with tempfile.TemporaryDirectory(prefix="l2v-hub-publish-") as scratch:
@@ -82,7 +90,12 @@ def publish(
         if version in existing:
             theirs, commit = source.read_metadata(repo_id, f"v{version}")
             if theirs == pack_json:
-                log.warning("%s v%s is already published with this content (commit %s)", repo_id, version, commit[:12])
+                log.warning(
+                    "%s v%s is already published with this content (commit %s)",
+                    repo_id,
+                    version,
+                    commit[:12],
+                )
                 return Release(repo_id, version, commit)
             raise HubError(
                 f"{repo_id} v{version} is already published on {source.where} (commit {commit[:12]}) "

@@ -57,10 +57,14 @@ def select_release(source: PackSource, repo_id: str, revision: str | None) -> Re
     if version is None:
         version = highest_version(versions)
         if version is None:
-            raise PackNotFoundError(f"'{repo_id}' on {source.where} has no published version (no v* tag)")
+            raise PackNotFoundError(
+                f"'{repo_id}' on {source.where} has no published version (no v* tag)"
+            )
     elif version not in versions:
         known = ", ".join(f"v{v}" for v in sorted(versions, key=version_key)) or "none"
-        raise PackNotFoundError(f"'{repo_id}' has no version v{version} on {source.where} (versions: {known})")
+        raise PackNotFoundError(
+            f"'{repo_id}' has no version v{version} on {source.where} (versions: {known})"
+        )
     return Release(repo_id, version, versions[version])
 
 
@@ -75,7 +79,10 @@ def _named_files(pack_json: bytes, where: str) -> dict[str, dict]:
 
 
 def pull(
-    repo_id: str, revision: str | None = None, *, store: PathLike | PackSource | None = None,
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    store: PathLike | PackSource | None = None,
     token: str | None = None,
 ) -> PulledPack:
     """Download (or find in the cache), verify and load one release of a pack repo.
@@ -87,16 +94,22 @@ def pull(
     check_model_id(repo_id, "repo id")
     source = open_source(store, token)
     release = select_release(source, repo_id, revision)
-    pack_json, commit = source.read_metadata(repo_id, release.tag if release.version else release.commit)
+    pack_json, commit = source.read_metadata(
+        repo_id, release.tag if release.version else release.commit
+    )
     if commit != release.commit:
-        raise HubError(f"{release.repo_id} {release.tag} moved to commit {commit} while being pulled")
+        raise HubError(
+            f"{release.repo_id} {release.tag} moved to commit {commit} while being pulled"
+        )
     where = f"{repo_id}@{commit[:12]} on {source.where}"
     files = _named_files(pack_json, where)
     folder = source.download(repo_id, commit, {})
     for name in files:  # refuse names that climb out of the folder before fetching anything
         _safe_path(folder, name)
     try:
-        folder = source.download(repo_id, commit, {n: str(e.get("sha256")) for n, e in files.items()})
+        folder = source.download(
+            repo_id, commit, {n: str(e.get("sha256")) for n, e in files.items()}
+        )
     except PackError as exc:
         raise PackError(f"{exc} [{where}]") from None
     if (folder / METADATA_FILE).read_bytes() != pack_json:
@@ -106,9 +119,14 @@ def pull(
     except PackError as exc:
         raise PackError(f"{exc} [{where}]") from None
     if release.version is not None and pack.version != release.version:
-        raise PackError(f"{METADATA_FILE} of {where} says version {pack.version}, but it is tagged {release.tag}")
+        raise PackError(
+            f"{METADATA_FILE} of {where} says version {pack.version}, but it is tagged {release.tag}"
+        )
     log.info("pulled %s from %s", release, source.where)
     return PulledPack(
-        pack=pack, folder=folder, release=Release(repo_id, pack.version, commit),
-        pack_sha256=hashlib.sha256(pack_json).hexdigest(), where=source.where,
+        pack=pack,
+        folder=folder,
+        release=Release(repo_id, pack.version, commit),
+        pack_sha256=hashlib.sha256(pack_json).hexdigest(),
+        where=source.where,
     )

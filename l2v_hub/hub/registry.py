@@ -106,9 +106,13 @@ class Registry:
     @classmethod
     def parse(cls, data: Any, origin: str) -> Registry:
         if not isinstance(data, dict) or set(data) != {"schema_version", "entries"}:
-            raise HubError(f"{origin}: must be an object with exactly 'schema_version' and 'entries'")
+            raise HubError(
+                f"{origin}: must be an object with exactly 'schema_version' and 'entries'"
+            )
         if data["schema_version"] != 1 or isinstance(data["schema_version"], bool):
-            raise HubError(f"{origin}: schema_version must be 1, got {data['schema_version']!r:.40}")
+            raise HubError(
+                f"{origin}: schema_version must be 1, got {data['schema_version']!r:.40}"
+            )
         if not isinstance(data["entries"], list):
             raise HubError(f"{origin}: entries must be a list")
         entries = tuple(_entry(e, f"{origin}: entries[{i}]") for i, e in enumerate(data["entries"]))
@@ -196,9 +200,18 @@ def load_curated(token: str | None = None) -> Registry:
         if not fresh:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
-        path = hf_hub_download(repo, INDEX_FILE, repo_type="dataset", token=token, local_files_only=fresh)
-    except Exception as exc:  # offline, missing or unreachable: every failure means "use the shipped copy"
-        log.info("curated index %s unavailable (%s: %.120s); using the shipped copy", repo, type(exc).__name__, exc)
+        path = hf_hub_download(
+            repo, INDEX_FILE, repo_type="dataset", token=token, local_files_only=fresh
+        )
+    except (
+        Exception
+    ) as exc:  # offline, missing or unreachable: every failure means "use the shipped copy"
+        log.info(
+            "curated index %s unavailable (%s: %.120s); using the shipped copy",
+            repo,
+            type(exc).__name__,
+            exc,
+        )
         return load_shipped()
     return Registry.load(path, f"curated index (Hub dataset {repo})")
 
@@ -213,9 +226,14 @@ def push_index(path: PathLike, repo_id: str | None = None, token: str | None = N
     try:
         api.create_repo(repo, repo_type="dataset", exist_ok=True)
         info = api.upload_file(
-            path_or_fileobj=_dump_json(registry.to_json()), path_in_repo=INDEX_FILE, repo_id=repo,
-            repo_type="dataset", commit_message=f"Update the l2v-hub index ({len(registry.entries)} entries)",
+            path_or_fileobj=_dump_json(registry.to_json()),
+            path_in_repo=INDEX_FILE,
+            repo_id=repo,
+            repo_type="dataset",
+            commit_message=f"Update the l2v-hub index ({len(registry.entries)} entries)",
         )
     except Exception as exc:
-        raise HubError(f"pushing the index to dataset {repo} failed: {type(exc).__name__}: {str(exc)[:160]}") from None
+        raise HubError(
+            f"pushing the index to dataset {repo} failed: {type(exc).__name__}: {str(exc)[:160]}"
+        ) from None
     return info.oid

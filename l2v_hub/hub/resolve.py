@@ -25,7 +25,9 @@ from .source import PackSource, PulledPack, highest_version, open_source, versio
 __all__ = ["ModelIdentity", "Resolution", "find_pack", "identify_model", "resolve_pack"]
 
 log = logging.getLogger(__name__)
-_SNAPSHOT = re.compile(r"(?:^|[/\\])models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]([0-9a-f]{40})(?:[/\\]|$)")
+_SNAPSHOT = re.compile(
+    r"(?:^|[/\\])models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]([0-9a-f]{40})(?:[/\\]|$)"
+)
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,19 @@ def _shape(config: Any) -> tuple[str | None, int | None]:
     return getattr(config, "model_type", None), getattr(text, "hidden_size", None)
 
 
-def identify_model(model_or_id: Any, *, model_id: str | None = None, revision: str | None = None) -> ModelIdentity:
+def identify_model(
+    model_or_id: Any, *, model_id: str | None = None, revision: str | None = None
+) -> ModelIdentity:
     """The Hub id (and revision, architecture, hidden size when known) of a model or model id."""
     config = getattr(model_or_id, "config", None)
     if isinstance(model_or_id, str | os.PathLike):
         name = os.fspath(model_or_id)
     else:
-        name = getattr(model_or_id, "name_or_path", None) or getattr(config, "_name_or_path", None) or ""
+        name = (
+            getattr(model_or_id, "name_or_path", None)
+            or getattr(config, "_name_or_path", None)
+            or ""
+        )
     model_type, hidden = _shape(config) if config is not None else (None, None)
     snapshot = _SNAPSHOT.search(name)
     if model_id is None and snapshot:
@@ -103,11 +111,15 @@ def _discover(source: PackSource, model_id: str) -> PulledPack | None:
         return None
     pulled = pull(best[1], f"v{best[2]}", store=source)
     if pulled.pack.target.model_id != model_id:
-        raise PackError(f"{pulled.release} is listed under {model_id} but its pack.json targets {pulled.pack.target.model_id}")
+        raise PackError(
+            f"{pulled.release} is listed under {model_id} but its pack.json targets {pulled.pack.target.model_id}"
+        )
     log.warning(
         "using %s found by Hub discovery: it is NOT in the curated index, so nobody reviewed it; "
         "pin it in your registry after checking it (l2v-hub registry add %s@v%s)",
-        pulled.release, best[1], best[2],
+        pulled.release,
+        best[1],
+        best[2],
     )
     return pulled
 
@@ -115,19 +127,26 @@ def _discover(source: PackSource, model_id: str) -> PulledPack | None:
 def _closest(ident: ModelIdentity, registries: list[Registry]) -> str:
     if ident.hidden_size is None:
         return ""
-    near = sorted({
-        f"{e.repo_id}@v{e.version} (for {e.target})"
-        for r in registries for e in r.entries
-        if e.hidden_size == ident.hidden_size and e.model_type == ident.model_type
-    })
+    near = sorted(
+        {
+            f"{e.repo_id}@v{e.version} (for {e.target})"
+            for r in registries
+            for e in r.entries
+            if e.hidden_size == ident.hidden_size and e.model_type == ident.model_type
+        }
+    )
     if not near:
         return f"; no registered pack has the same architecture ({ident.model_type}, hidden {ident.hidden_size})"
     return f"; closest packs (same architecture and hidden size): {', '.join(near[:5])}"
 
 
 def find_pack(
-    model_or_id: Any, *, model_id: str | None = None, revision: str | None = None,
-    registry: PathLike | Registry | None = None, store: PathLike | PackSource | None = None,
+    model_or_id: Any,
+    *,
+    model_id: str | None = None,
+    revision: str | None = None,
+    registry: PathLike | Registry | None = None,
+    store: PathLike | PackSource | None = None,
     token: str | None = None,
 ) -> Resolution:
     """Like ``resolve_pack``, also saying where the pack was found."""
@@ -137,7 +156,12 @@ def find_pack(
     return resolution
 
 
-def _find(ident: ModelIdentity, registry: PathLike | Registry | None, source: PackSource, token: str | None) -> Resolution:
+def _find(
+    ident: ModelIdentity,
+    registry: PathLike | Registry | None,
+    source: PackSource,
+    token: str | None,
+) -> Resolution:
     user = registry if isinstance(registry, Registry) else load_user(registry)
     registries = [r for r in (user, load_curated(token)) if r is not None]
     looked = [] if user else ["user registry: none (set L2V_HUB_REGISTRY)"]
@@ -158,7 +182,9 @@ def _find(ident: ModelIdentity, registry: PathLike | Registry | None, source: Pa
         looked.append(f"discovery on {source.where}: no pack lists it as base model")
     if pulled is None:
         raise PackNotFoundError(
-            f"no l2v-hub pack for {ident.model_id}; looked in: " + "; ".join(looked) + _closest(ident, registries)
+            f"no l2v-hub pack for {ident.model_id}; looked in: "
+            + "; ".join(looked)
+            + _closest(ident, registries)
         )
     return Resolution(pulled, "Hub discovery (not curated)")
 
@@ -166,12 +192,22 @@ def _find(ident: ModelIdentity, registry: PathLike | Registry | None, source: Pa
 def _check_revision(pack: Pack, ident: ModelIdentity) -> None:
     built_for = pack.target.revision
     if built_for and ident.revision and built_for != ident.revision:
-        log.warning("%s was built for %s@%s, the model is at revision %s", pack.name, ident.model_id, built_for[:12], ident.revision[:12])
+        log.warning(
+            "%s was built for %s@%s, the model is at revision %s",
+            pack.name,
+            ident.model_id,
+            built_for[:12],
+            ident.revision[:12],
+        )
 
 
 def resolve_pack(
-    model_or_id: Any, *, model_id: str | None = None, revision: str | None = None,
-    registry: PathLike | Registry | None = None, store: PathLike | PackSource | None = None,
+    model_or_id: Any,
+    *,
+    model_id: str | None = None,
+    revision: str | None = None,
+    registry: PathLike | Registry | None = None,
+    store: PathLike | PackSource | None = None,
 ) -> Pack:
     """The verified pack for a model (a loaded transformers model, or a Hub model id).
 
@@ -181,6 +217,8 @@ def resolve_pack(
     (default ``$L2V_HUB_STORE``). Raises ``PackNotFoundError`` saying what was looked for and
     where, ``PackError`` when a registered pack does not match its pinned commit or hash.
     """
-    resolution = find_pack(model_or_id, model_id=model_id, revision=revision, registry=registry, store=store)
+    resolution = find_pack(
+        model_or_id, model_id=model_id, revision=revision, registry=registry, store=store
+    )
     log.info("l2v-hub: %s from %s", resolution.pulled.release, resolution.found_in)
     return resolution.pulled.pack

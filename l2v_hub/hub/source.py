@@ -46,7 +46,9 @@ def version_key(version: str) -> tuple:
     if not match:
         raise ValueError(f"not a semantic version: {version!r}")
     core, _, pre = version.split("+", 1)[0].partition("-")
-    ids = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) if pre else ()
+    ids = (
+        tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) if pre else ()
+    )
     return (*map(int, core.split(".")), not pre, ids)
 
 
@@ -108,8 +110,14 @@ class PackSource(ABC):
 
     @abstractmethod
     def upload(
-        self, folder: Path, names: list[str], repo_id: str, version: str, *,
-        private: bool, create_pr: bool,
+        self,
+        folder: Path,
+        names: list[str],
+        repo_id: str,
+        version: str,
+        *,
+        private: bool,
+        create_pr: bool,
     ) -> Release:
         """Publish the verified files ``names`` of ``folder`` as ``version``, fully or not at all."""
 

@@ -74,8 +74,14 @@ class Store(PackSource):
         return self._version_dir(repo_id, commit)
 
     def upload(
-        self, folder: Path, names: list[str], repo_id: str, version: str, *,
-        private: bool, create_pr: bool,
+        self,
+        folder: Path,
+        names: list[str],
+        repo_id: str,
+        version: str,
+        *,
+        private: bool,
+        create_pr: bool,
     ) -> Release:
         if create_pr:
             raise HubError(f"{self.where} has no pull requests; publish without create_pr")
