@@ -2,13 +2,21 @@
 
 `hub`: a started `HubServer` on 127.0.0.1 with the environment and huggingface_hub's import-time
 constants pointing at it, a fresh HF_HOME under tmp_path, Xet and telemetry off and `HF_TOKEN` set
-to `TEST_TOKEN`. Everything is undone after the test. `go_offline(monkeypatch)` turns on
+to `TEST_TOKEN`. Everything is undone after the test, and the test fails if the Hub itself hit an
+internal error (a request it did not understand). `go_offline(monkeypatch)` turns on
 HF_HUB_OFFLINE both for this process and for subprocesses.
+
+Why constants are patched: huggingface_hub copies HF_ENDPOINT, HF_HOME, HF_HUB_CACHE,
+HF_HUB_OFFLINE, HF_HUB_DISABLE_XET, ... into `huggingface_hub.constants` when it is first imported
+(and `HUGGINGFACE_CO_URL_TEMPLATE`, which `hf_hub_download` builds its URLs from, is derived from
+ENDPOINT there). In a test process that imported it already, setting the variables does nothing;
+`point_client_at` sets the variables (for subprocesses) and patches the constants (for this
+process). Code under test may still pass `endpoint=hub.url` to `HfApi`; it does not have to.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,8 +47,15 @@ def point_client_at(hub: HubServer, home: Path, monkeypatch: pytest.MonkeyPatch)
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH",
-                 "HF_ASSETS_CACHE", "HF_XET_CACHE", "HUGGINGFACE_CO_STAGING"):
+    for name in (
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_TOKEN_PATH",
+        "HF_ASSETS_CACHE",
+        "HF_XET_CACHE",
+        "HUGGINGFACE_CO_STAGING",
+    ):
         monkeypatch.delenv(name, raising=False)
     values = {
         "ENDPOINT": hub.url,
@@ -56,14 +71,16 @@ def point_client_at(hub: HubServer, home: Path, monkeypatch: pytest.MonkeyPatch)
         "HF_HUB_DISABLE_XET": True,
         "HF_HUB_DISABLE_TELEMETRY": True,
     }
+    # raising=False: older huggingface_hub releases lack some of these (e.g. the Xet ones)
     for name, value in values.items():
-        monkeypatch.setattr(constants, name, value)
-    import importlib
-
+        monkeypatch.setattr(constants, name, value, raising=False)
     for module_name, names in _COPIES.items():
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
         for name in names:
-            monkeypatch.setattr(module, name, values[name])
+            monkeypatch.setattr(module, name, values[name], raising=False)
 
 
 def go_offline(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,10 +94,12 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     """A running test Hub that huggingface_hub talks to; stopped after the test."""
     server = HubServer().start()
     point_client_at(server, tmp_path / "hf_home", monkeypatch)
-    os.makedirs(tmp_path / "hf_home", exist_ok=True)
     try:
         yield server
     finally:
         server.stop()
         # Pooled keep-alive connections point at a server that is gone.
-        huggingface_hub.close_session()
+        close_session = getattr(huggingface_hub, "close_session", None)
+        if close_session is not None:
+            close_session()
+    assert not server.errors, "the test Hub failed on requests:\n" + "\n".join(server.errors)

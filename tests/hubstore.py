@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -20,24 +21,22 @@ from typing import Any
 import yaml
 
 #: The Hub's default `.gitattributes` for a new model repo (abridged: the patterns that matter).
+_LFS_PATTERNS = """
+    *.7z *.arrow *.bin *.bz2 *.ckpt *.ftz *.gz *.h5 *.joblib *.lfs.* *.mlmodel *.model *.msgpack
+    *.npy *.npz *.onnx *.ot *.parquet *.pb *.pickle *.pkl *.pt *.pth *.rar *.safetensors
+    saved_model/**/* *.tar.* *.tar *.tflite *.tgz *.wasm *.xz *.zip *.zst *tfevents*
+"""
 DEFAULT_GITATTRIBUTES = "".join(
-    f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
-    for pattern in (
-        "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", "*.h5", "*.joblib",
-        "*.lfs.*", "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot",
-        "*.parquet", "*.pb", "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors",
-        "saved_model/**/*", "*.tar.*", "*.tar", "*.tflite", "*.tgz", "*.wasm", "*.xz", "*.zip",
-        "*.zst", "*tfevents*",
-    )
+    f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in _LFS_PATTERNS.split()
 )
 #: The Hub refuses files of 10 MiB or more outside LFS.
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
 AUTHOR = "l2v-test <test@localhost>"
 
 
-def now_iso(ts: float | None = None) -> str:
+def now_iso() -> str:
     """A timestamp in the Hub's format, e.g. 2024-05-01T12:00:00.000Z."""
-    moment = datetime.fromtimestamp(ts, UTC) if ts is not None else datetime.now(UTC)
+    moment = datetime.now(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -46,7 +45,9 @@ def git_object_id(kind: str, body: bytes) -> str:
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+    return (
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+    )
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,9 @@ class Repo:
             return self.tags[revision]
         return revision if revision in self.commits else None
 
-    def add_commit(self, parent: str | None, files: dict[str, FileEntry], title: str, message: str) -> Commit:
+    def add_commit(
+        self, parent: str | None, files: dict[str, FileEntry], title: str, message: str
+    ) -> Commit:
         trees = build_trees(files)
         date = now_iso()
         stamp = int(datetime.now(UTC).timestamp())
@@ -158,10 +161,9 @@ class Repo:
         self.commits[commit.oid] = commit
         return commit
 
-    def lfs_patterns(self, commit: Commit, store: Store) -> list[str]:
-        entry = commit.files.get(".gitattributes")
-        text = store.blobs[entry.oid].decode() if entry is not None else ""
-        return [line.split()[0] for line in text.splitlines() if "filter=lfs" in line]
+
+def lfs_patterns(gitattributes: str) -> list[str]:
+    return [line.split()[0] for line in gitattributes.splitlines() if "filter=lfs" in line]
 
 
 def path_matches(path: str, patterns: list[str]) -> bool:
@@ -217,7 +219,9 @@ class Store:
         repo = Repo(repo_type, repo_id, private, created_at=now_iso())
         attributes = DEFAULT_GITATTRIBUTES.encode()
         entry = self.put_regular(attributes)
-        repo.branches["main"] = repo.add_commit(None, {".gitattributes": entry}, "initial commit", "").oid
+        repo.branches["main"] = repo.add_commit(
+            None, {".gitattributes": entry}, "initial commit", ""
+        ).oid
         self.repos[(repo_type, repo_id)] = repo
         return repo
 
@@ -227,10 +231,17 @@ class Store:
         return FileEntry(size=len(data), oid=oid)
 
     def lfs_entry(self, sha256: str, size: int) -> FileEntry:
-        return FileEntry(size=size, oid=git_object_id("blob", lfs_pointer(sha256, size)), sha256=sha256)
+        return FileEntry(
+            size=size, oid=git_object_id("blob", lfs_pointer(sha256, size)), sha256=sha256
+        )
 
     def content(self, entry: FileEntry) -> bytes:
         return self.blobs[entry.sha256 or entry.oid]
+
+    def text(self, files: Mapping[str, FileEntry], path: str) -> str:
+        """The text of `path` among `files`, "" when absent."""
+        entry = files.get(path)
+        return self.content(entry).decode("utf-8", errors="replace") if entry is not None else ""
 
     def card(self, commit: Commit) -> dict[str, Any]:
         entry = commit.files.get("README.md")
