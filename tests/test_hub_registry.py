@@ -116,6 +116,7 @@ def test_for_target_puts_the_recommended_entry_first_then_highest_version() -> N
     )
     assert [e.version for e in reg.for_target("org/vlm")] == ["1.0.0", "1.10.0", "1.2.0"]
     assert reg.for_target("org/none") == []
+    assert len(reg.for_target("ORG/VLM")) == 3  # Hub ids are case-insensitive
 
 
 def test_with_entry_replaces_the_same_release_and_moves_the_recommendation(tmp_path: Path) -> None:

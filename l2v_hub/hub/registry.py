@@ -138,7 +138,8 @@ class Registry:
 
     def for_target(self, model_id: str) -> list[RegistryEntry]:
         """Entries for ``model_id``: the recommended one first, then by version, highest first."""
-        found = [e for e in self.entries if e.target == model_id]
+        # Hub ids are case-insensitive.
+        found = [e for e in self.entries if e.target.casefold() == model_id.casefold()]
         return sorted(found, key=lambda e: (e.recommended, version_key(e.version)), reverse=True)
 
     def with_entry(self, entry: RegistryEntry) -> Registry:

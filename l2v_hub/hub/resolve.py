@@ -93,7 +93,7 @@ def _pull_entry(source: PackSource, entry: RegistryEntry, origin: str) -> Pulled
             f"registry entry {what} refused: it pins pack.json sha256 {entry.pack_sha256}, the pack at "
             f"that commit has {pulled.pack_sha256}"
         )
-    if (got.version, got.target.model_id) != (entry.version, entry.target):
+    if got.version != entry.version or got.target.model_id.casefold() != entry.target.casefold():
         raise PackError(
             f"registry entry {what} refused: the pack at that commit is v{got.version} for "
             f"{got.target.model_id}, the entry says v{entry.version} for {entry.target}"
@@ -110,7 +110,7 @@ def _discover(source: PackSource, model_id: str) -> PulledPack | None:
     if best is None:
         return None
     pulled = pull(best[1], f"v{best[2]}", store=source)
-    if pulled.pack.target.model_id != model_id:
+    if pulled.pack.target.model_id.casefold() != model_id.casefold():
         raise PackError(
             f"{pulled.release} is listed under {model_id} but its pack.json targets {pulled.pack.target.model_id}"
         )

@@ -112,6 +112,6 @@ class Store(PackSource):
             except (OSError, ValueError, KeyError, TypeError):
                 log.warning("%s: unreadable, skipped", meta)
                 continue
-            if target == model_id and _SEMVER.match(meta.parent.name):
+            if str(target).casefold() == model_id.casefold() and _SEMVER.match(meta.parent.name):
                 found.add(f"{meta.parent.parent.parent.name}/{meta.parent.parent.name}")
         return sorted(found)
