@@ -102,3 +102,22 @@ def test_an_invalid_pack_or_repo_id_is_refused_before_any_request(
 def test_suggested_repo_name_is_slugged_from_both_models() -> None:
     pack = random_pack(target_id="Qwen/Qwen2-VL-2B-Instruct")
     assert suggest_repo_name(pack) == "l2v-cot-llm-to-qwen2-vl-2b-instruct"
+
+
+def test_create_pr_opens_a_pull_request_and_the_version_is_tagged_after_the_merge(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    folder = random_pack().save_pretrained(tmp_path / "pack")
+    HfApi().create_repo(REPO)
+    main_before = hub.head(REPO)
+    proposal = publish(folder, REPO, create_pr=True)
+    api = HfApi()
+    refs = api.list_repo_refs(REPO, include_pull_requests=True)
+    assert [pr.target_commit for pr in refs.pull_requests] == [proposal.commit]
+    assert refs.tags == [] and hub.head(REPO) == main_before  # nothing published yet
+    # A maintainer merges it (here: the same files committed to main), then publish runs again.
+    api.upload_folder(folder_path=folder, repo_id=REPO, commit_message="Merge the pack")
+    merged = hub.head(REPO)
+    release = publish(folder, REPO)
+    assert release.commit == merged and hub.head(REPO) == merged
+    assert pull(REPO, "v1.0.0").release == release
