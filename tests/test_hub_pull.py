@@ -145,3 +145,15 @@ def test_parse_ref() -> None:
     assert parse_ref("org/name@v1.2.0") == ("org/name", "v1.2.0")
     with pytest.raises(PackNotFoundError, match="org/name"):
         parse_ref("name-only")
+
+
+def test_a_malformed_pack_json_is_a_pack_error_before_any_other_download(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    files = pack_files(random_pack(), tmp_path)
+    meta = json.loads(files["pack.json"])
+    meta["files"]["directions.safetensors"] = 3
+    push_by_hand(tmp_path, {**files, "pack.json": json.dumps(meta).encode()}, "v1.0.0")
+    with pytest.raises(PackError, match=r"'files\.directions\.safetensors' must be an object"):
+        pull(REPO)
+    assert not [e for e in hub.log if "directions" in e[2] and e[1] == "GET"]

@@ -9,13 +9,12 @@ fetched first and only the files it names follow. Each file is checked against t
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from typing import TYPE_CHECKING
 
 from ..errors import HubError, PackError, PackNotFoundError
-from ..metadata import _SEMVER, check_model_id
-from ..pack import METADATA_FILE, Pack, _safe_path
+from ..metadata import _SEMVER, check_model_id, parse_metadata
+from ..pack import METADATA_FILE, Pack, _load_json, _safe_path
 from .source import (
     PackSource,
     PulledPack,
@@ -68,14 +67,13 @@ def select_release(source: PackSource, repo_id: str, revision: str | None) -> Re
     return Release(repo_id, version, versions[version])
 
 
-def _named_files(pack_json: bytes, where: str) -> dict[str, dict]:
+def _named_files(pack_json: bytes, where: str) -> dict[str, str]:
+    """The files ``pack.json`` names, with their sha256, after the strict metadata check."""
     try:
-        files = json.loads(pack_json)["files"]
-        if not isinstance(files, dict):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        raise PackError(f"{METADATA_FILE} at {where}: not a pack (no 'files' object)") from None
-    return files
+        meta = parse_metadata(_load_json(pack_json, METADATA_FILE))
+    except PackError as exc:
+        raise PackError(f"{exc} [{where}]") from None
+    return {name: entry["sha256"] for name, entry in meta["files"].items()}
 
 
 def pull(
@@ -107,9 +105,7 @@ def pull(
     for name in files:  # refuse names that climb out of the folder before fetching anything
         _safe_path(folder, name)
     try:
-        folder = source.download(
-            repo_id, commit, {n: str(e.get("sha256")) for n, e in files.items()}
-        )
+        folder = source.download(repo_id, commit, files)
     except PackError as exc:
         raise PackError(f"{exc} [{where}]") from None
     if (folder / METADATA_FILE).read_bytes() != pack_json:
