@@ -121,3 +121,16 @@ def test_create_pr_opens_a_pull_request_and_the_version_is_tagged_after_the_merg
     release = publish(folder, REPO)
     assert release.commit == merged and hub.head(REPO) == merged
     assert pull(REPO, "v1.0.0").release == release
+
+
+def test_a_commit_whose_answer_was_lost_is_tagged_by_running_again_without_a_second_commit(
+    hub: HubServer,
+) -> None:
+    pack = random_pack()
+    hub.drop("commit", times=1)  # the Hub makes the commit, the client never hears of it
+    with pytest.raises(HubError, match="committing to l2v-test/tiny-pack"):
+        publish(pack, REPO)
+    release = publish(pack, REPO)
+    titles = [c.title for c in HfApi().list_repo_commits(REPO)]
+    assert titles == ["Publish v1.0.0", "initial commit"]
+    assert pull(REPO).release == release
