@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..hub import load_curated, load_user
-from .output import echo_rows
+from .common import echo_rows, json_option
 
 __all__ = ["list_packs"]
 
@@ -18,7 +18,7 @@ __all__ = ["list_packs"]
     envvar="L2V_HUB_REGISTRY",
     help="Your own registry (env L2V_HUB_REGISTRY).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@json_option("the entries")
 def list_packs(model_id: str | None, registry: str | None, as_json: bool) -> None:
     """List registered packs (your registry first, then the curated index), for MODEL_ID or all."""
     rows = []

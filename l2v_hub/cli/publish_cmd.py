@@ -9,6 +9,7 @@ import click
 from ..hub import publish as publish_pack
 from ..hub import suggest_repo_name
 from ..pack import Pack
+from .common import json_option, store_option
 
 __all__ = ["publish"]
 
@@ -27,13 +28,8 @@ __all__ = ["publish"]
 @click.option(
     "--create-pr", is_flag=True, help="Open a pull request instead of committing to main."
 )
-@click.option(
-    "--store",
-    metavar="PATH",
-    envvar="L2V_HUB_STORE",
-    help="Publish to a local store (env L2V_HUB_STORE).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the release as JSON.")
+@store_option
+@json_option("the release")
 def publish(
     folder: str,
     repo_id: str | None,

@@ -8,19 +8,15 @@ import click
 
 from ..hub import parse_ref
 from ..hub import pull as pull_pack
+from .common import json_option, store_option
 
 __all__ = ["pull"]
 
 
 @click.command()
 @click.argument("ref", metavar="ORG/NAME[@REVISION]")
-@click.option(
-    "--store",
-    metavar="PATH",
-    envvar="L2V_HUB_STORE",
-    help="Pull from a local store (env L2V_HUB_STORE).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the release and its folder as JSON.")
+@store_option
+@json_option("the release and its folder")
 def pull(ref: str, store: str | None, as_json: bool) -> None:
     """Pull the pack REF: the highest version by default, or @v1.2.0, or @<commit sha>.
 

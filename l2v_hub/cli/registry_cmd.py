@@ -10,6 +10,7 @@ import click
 
 from ..hub import Registry, RegistryEntry, parse_ref, pull, push_index
 from ..hub.registry import INDEX_FILE, REGISTRY_ENV, index_repo, load_shipped
+from .common import json_option, store_option
 
 __all__ = ["registry"]
 
@@ -33,12 +34,7 @@ def registry() -> None:
 @_INDEX
 @click.option("--recommended", is_flag=True, help="Make it the recommended pack for its target.")
 @click.option("--notes", default="", help="Free text shown with the entry.")
-@click.option(
-    "--store",
-    metavar="PATH",
-    envvar="L2V_HUB_STORE",
-    help="Pull from a local store (env L2V_HUB_STORE).",
-)
+@store_option
 def add(ref: str, index: Path, recommended: bool, notes: str, store: str | None) -> None:
     """Verify the pack REF and pin its commit and pack.json sha256 in the index."""
     repo_id, revision = parse_ref(ref)
@@ -80,7 +76,7 @@ def validate(index: Path | None) -> None:
 @click.option(
     "--repo", "repo_id", metavar="ORG/NAME", help="Dataset repo (default: $L2V_HUB_INDEX_REPO)."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("the result")
 def push(index: Path, repo_id: str | None, as_json: bool) -> None:
     """Publish the index as the curated index's Hub copy (a dataset repo)."""
     repo = repo_id or index_repo()

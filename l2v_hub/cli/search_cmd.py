@@ -6,20 +6,15 @@ import click
 
 from ..hub import open_source
 from ..hub.source import highest_version, version_key
-from .output import echo_rows
+from .common import echo_rows, json_option, store_option
 
 __all__ = ["search"]
 
 
 @click.command()
 @click.argument("model_id")
-@click.option(
-    "--store",
-    metavar="PATH",
-    envvar="L2V_HUB_STORE",
-    help="Search a local store (env L2V_HUB_STORE).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the packs found as JSON.")
+@store_option
+@json_option("the packs found")
 def search(model_id: str, store: str | None, as_json: bool) -> None:
     """Find packs for MODEL_ID on the Hub (uncurated: check before use, then `registry add`)."""
     source = open_source(store)

@@ -9,7 +9,7 @@ from .publish import publish, suggest_repo_name
 from .pull import parse_ref, pull
 from .registry import Registry, RegistryEntry, load_curated, load_shipped, load_user, push_index
 from .resolve import ModelIdentity, Resolution, find_pack, identify_model, resolve_pack
-from .source import PackSource, PulledPack, Release, open_source
+from .source import PackSource, PulledPack, Release, Upload, open_source
 from .store import Store
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Release",
     "Resolution",
     "Store",
+    "Upload",
     "find_pack",
     "identify_model",
     "load_curated",

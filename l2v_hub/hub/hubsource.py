@@ -34,7 +34,7 @@ from .._version import __version__
 from ..errors import HubError, PackError, PackNotFoundError
 from ..metadata import _SEMVER
 from ..pack import METADATA_FILE
-from .source import PackSource, Release
+from .source import PackSource, Release, Upload
 
 __all__ = ["LIBRARY_NAME", "HubSource"]
 
@@ -198,19 +198,16 @@ class HubSource(PackSource):
 
     # -- writing ------------------------------------------------------------------------------
 
-    def upload(
-        self,
-        folder: Path,
-        names: list[str],
-        repo_id: str,
-        version: str,
-        *,
-        private: bool,
-        create_pr: bool,
-    ) -> Release:
-        tag = f"v{version}"
+    def upload(self, job: Upload) -> Release:
+        repo_id, tag = job.repo_id, f"v{job.version}"
         self._call(
-            repo_id, None, "creating", self.api.create_repo, repo_id, private=private, exist_ok=True
+            repo_id,
+            None,
+            "creating",
+            self.api.create_repo,
+            repo_id,
+            private=job.private,
+            exist_ok=True,
         )
         refs = self._call(repo_id, None, "reading the refs of", self.api.list_repo_refs, repo_id)
         if any(t.name == tag for t in refs.tags):  # tagged since the caller looked: compare again
@@ -218,20 +215,20 @@ class HubSource(PackSource):
                 f"{repo_id} {tag} was published meanwhile on {self.where}; run the publish again"
             )
         head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
-        ours = (folder / METADATA_FILE).read_bytes()
-        if head and not create_pr and self._head_holds(repo_id, head, ours):
+        ours = (job.folder / METADATA_FILE).read_bytes()
+        if head and not job.create_pr and self._head_holds(repo_id, head, ours):
             # An earlier run committed these files but stopped before tagging: finish it.
             log.info("%s: main already holds this pack at %s; tagging it", repo_id, head[:12])
             commit = head
         else:
-            commit, pr_url = self._commit(folder, names, repo_id, version, head, create_pr)
+            commit, pr_url = self._commit(job, head)
             if pr_url:
                 log.warning(
-                    "opened %s; v%s is tagged once it is merged and this publish is run again",
+                    "opened %s; %s is tagged once it is merged and this publish is run again",
                     pr_url,
-                    version,
+                    tag,
                 )
-                return Release(repo_id, version, commit)
+                return Release(repo_id, job.version, commit)
         self._call(
             repo_id,
             tag,
@@ -240,9 +237,9 @@ class HubSource(PackSource):
             repo_id,
             tag=tag,
             revision=commit,
-            tag_message=f"l2v-hub pack v{version}",
+            tag_message=f"l2v-hub pack {tag}",
         )
-        return Release(repo_id, version, commit)
+        return Release(repo_id, job.version, commit)
 
     def _head_holds(self, repo_id: str, head: str, ours: bytes) -> bool:
         try:
@@ -250,22 +247,14 @@ class HubSource(PackSource):
         except PackError:  # no pack.json on main yet
             return False
 
-    def _commit(
-        self,
-        folder: Path,
-        names: list[str],
-        repo_id: str,
-        version: str,
-        head: str | None,
-        create_pr: bool,
-    ) -> tuple[str, str | None]:
-        stale = []
+    def _commit(self, job: Upload, head: str | None) -> tuple[str, str | None]:
+        repo_id, stale = job.repo_id, []
         if head:  # the commit leaves exactly the pack's files in the repo
             present = self._call(
                 repo_id, head, "listing", self.api.list_repo_files, repo_id, revision=head
             )
-            stale = [p for p in present if p not in names and p != ".gitattributes"]
-        ops = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(folder / n)) for n in names]
+            stale = [p for p in present if p not in job.names and p != ".gitattributes"]
+        ops = [CommitOperationAdd(n, str(job.folder / n)) for n in job.names]
         ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
         info = self._call(
             repo_id,
@@ -274,12 +263,12 @@ class HubSource(PackSource):
             self.api.create_commit,
             repo_id,
             ops,
-            commit_message=f"Publish v{version}",
-            commit_description=f"l2v-hub {__version__}: pack files of version {version}.",
-            create_pr=create_pr,
+            commit_message=f"Publish v{job.version}",
+            commit_description=f"l2v-hub {__version__}: pack files of version {job.version}.",
+            create_pr=job.create_pr,
             parent_commit=head,
         )
-        return info.oid, (info.pr_url if create_pr else None)
+        return info.oid, (info.pr_url if job.create_pr else None)
 
 
 def _is_version_tag(name: str) -> bool:

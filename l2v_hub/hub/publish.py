@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..errors import HubError, PackNotFoundError
 from ..metadata import check_model_id
 from ..pack import METADATA_FILE, Pack
-from .source import PackSource, Release, highest_version, open_source, version_key
+from .source import PackSource, Release, Upload, highest_version, open_source, version_key
 
 if TYPE_CHECKING:
     from ..pack import PathLike
@@ -85,7 +85,7 @@ def publish(
         folder = _prepare(pack, version, Path(scratch))
         pack_json = (folder / METADATA_FILE).read_bytes()
         meta = json.loads(pack_json)
-        version, names = meta["version"], [METADATA_FILE, *sorted(meta["files"])]
+        version, names = meta["version"], (METADATA_FILE, *sorted(meta["files"]))
         existing = _published(source, repo_id)
         if version in existing:
             theirs, commit = source.read_metadata(repo_id, f"v{version}")
@@ -105,4 +105,4 @@ def publish(
         top = highest_version(existing)
         if top is not None and version_key(top) > version_key(version):
             log.warning("%s v%s will not be the default: v%s is higher", repo_id, version, top)
-        return source.upload(folder, names, repo_id, version, private=private, create_pr=create_pr)
+        return source.upload(Upload(folder, names, repo_id, version, private, create_pr))

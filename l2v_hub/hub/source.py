@@ -25,6 +25,7 @@ __all__ = [
     "PackSource",
     "PulledPack",
     "Release",
+    "Upload",
     "highest_version",
     "is_commit",
     "open_source",
@@ -77,6 +78,18 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """One version to publish: the verified files ``names`` of ``folder``."""
+
+    folder: Path
+    names: tuple[str, ...]
+    repo_id: str
+    version: str
+    private: bool = False
+    create_pr: bool = False
+
+
+@dataclass(frozen=True)
 class PulledPack:
     """A verified pack and where it came from."""
 
@@ -109,17 +122,8 @@ class PackSource(ABC):
         records) as they are at ``commit``; a source that records its own hashes checks them too."""
 
     @abstractmethod
-    def upload(
-        self,
-        folder: Path,
-        names: list[str],
-        repo_id: str,
-        version: str,
-        *,
-        private: bool,
-        create_pr: bool,
-    ) -> Release:
-        """Publish the verified files ``names`` of ``folder`` as ``version``, fully or not at all."""
+    def upload(self, job: Upload) -> Release:
+        """Publish ``job`` (a version whose tag is free), fully or not at all."""
 
     @abstractmethod
     def discover(self, model_id: str) -> list[str]:

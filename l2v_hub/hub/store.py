@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import HubError, PackNotFoundError
 from ..metadata import _SEMVER
 from ..pack import METADATA_FILE, PathLike
-from .source import PackSource, Release, is_commit
+from .source import PackSource, Release, Upload, is_commit
 
 __all__ = ["Store"]
 
@@ -73,25 +73,17 @@ class Store(PackSource):
     def download(self, repo_id: str, commit: str, files: dict[str, str]) -> Path:
         return self._version_dir(repo_id, commit)
 
-    def upload(
-        self,
-        folder: Path,
-        names: list[str],
-        repo_id: str,
-        version: str,
-        *,
-        private: bool,
-        create_pr: bool,
-    ) -> Release:
-        if create_pr:
+    def upload(self, job: Upload) -> Release:
+        repo_id, version = job.repo_id, job.version
+        if job.create_pr:
             raise HubError(f"{self.where} has no pull requests; publish without create_pr")
         repo = self._repo(repo_id)
         repo.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=repo, prefix=f".{version}.", suffix=".tmp"))
         try:
-            for name in names:
+            for name in job.names:
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(folder / name, staging / name)
+                shutil.copyfile(job.folder / name, staging / name)
             # A rename onto an existing non-empty folder fails: two publishers cannot both win.
             os.rename(staging, repo / version)
         except OSError as exc:
