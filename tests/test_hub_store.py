@@ -113,3 +113,17 @@ def test_a_store_refuses_pull_requests_and_bare_names(tmp_path: Path) -> None:
         publish(random_pack(), "org/tiny", store=tmp_path / "s", create_pr=True)
     with pytest.raises(HubError, match="org/name"):
         Store(tmp_path / "s").versions("tiny")
+
+
+def test_from_pretrained_tells_folders_from_repo_ids(
+    tmp_path: Path, hf_offline: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = random_pack().save_pretrained(tmp_path / "org" / "tiny")
+    with pytest.raises(PackError, match="applies to Hub repos"):
+        Pack.from_pretrained(folder, revision="v1.0.0")
+    monkeypatch.chdir(tmp_path)
+    assert Pack.from_pretrained("org/tiny") == random_pack()  # an existing folder wins
+    with pytest.raises(PackNotFoundError, match=r"org/absent.*HF_HUB_OFFLINE=1"):
+        Pack.from_pretrained("org/absent")  # offline: the Hub cache only
+    with pytest.raises(PackError, match="no pack folder"):
+        Pack.from_pretrained(tmp_path / "nowhere")
