@@ -6,7 +6,7 @@ expected.
 
 from __future__ import annotations
 
-__all__ = ["IncompatiblePackError", "L2VHubError", "PackError"]
+__all__ = ["HubError", "IncompatiblePackError", "L2VHubError", "PackError", "PackNotFoundError"]
 
 
 class L2VHubError(Exception):
@@ -19,3 +19,11 @@ class PackError(L2VHubError, ValueError):
 
 class IncompatiblePackError(L2VHubError, ValueError):
     """A pack does not fit the model it is applied to (names both values)."""
+
+
+class HubError(L2VHubError):
+    """The Hub or a local store refused or failed a request (names the repo, revision and cause)."""
+
+
+class PackNotFoundError(HubError, LookupError):
+    """No pack exists for what was asked: says what was looked for, and where."""

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load as load_safetensors
@@ -30,9 +30,13 @@ from .metadata import (
     Hook,
     Method,
     ModelRef,
+    check_model_id,
     parse_metadata,
     to_json_dict,
 )
+
+if TYPE_CHECKING:
+    from .hub.source import Release
 
 __all__ = ["DIRECTIONS_FILE", "METADATA_FILE", "STATS_FILE", "Pack", "PathLike"]
 
@@ -127,7 +131,7 @@ class Pack:
     def _payloads(self) -> dict[str, bytes]:
         tensors = {f"layers.{i}": row.contiguous() for i, row in enumerate(self.directions)}
         meta = {"format": "pt", "l2v_hub_schema_version": str(SCHEMA_VERSION)}
-        files = {DIRECTIONS_FILE: save_safetensors(tensors, metadata=meta)}
+        files = {DIRECTIONS_FILE: _sorted_metadata(save_safetensors(tensors, metadata=meta))}
         if self.stats is not None:
             files[STATS_FILE] = _dump_json(self.stats)
         files[CARD_FILE] = render_card(self).encode()
@@ -150,10 +154,33 @@ class Pack:
 
     # -- reading --------------------------------------------------------------------------------
 
+    def push_to_hub(
+        self, repo_id: str, *, version: str | None = None, private: bool = False,
+        token: str | None = None, create_pr: bool = False,
+    ) -> Release:
+        """Publish this pack to the Hub as ``v{version}`` (default: its own version), in one commit.
+
+        Versions are immutable: another content under a published version raises ``HubError``.
+        See ``l2v_hub.hub.publish``.
+        """
+        from .hub import publish  # the Hub client is loaded only by those who publish or pull
+
+        return publish(self, repo_id, version=version, private=private, token=token, create_pr=create_pr)
+
     @classmethod
-    def from_pretrained(cls, path: PathLike) -> Pack:
-        """Load and fully verify a pack folder. Raises ``PackError`` on any problem."""
+    def from_pretrained(cls, path: PathLike, *, revision: str | None = None, token: str | None = None) -> Pack:
+        """Load and fully verify a pack folder, or a pack repo ``org/name`` from the Hub.
+
+        A Hub pull takes ``revision``: None (the highest version tag), ``"v1.2.0"`` or a commit
+        sha. Raises ``PackError`` on any problem, ``PackNotFoundError`` when nothing is there.
+        """
         folder = Path(path)
+        if not folder.is_dir() and _is_repo_id(os.fspath(path)):
+            from .hub import pull
+
+            return pull(os.fspath(path), revision, token=token).pack
+        if revision is not None:
+            raise PackError(f"revision={revision!r} applies to Hub repos, and '{folder}' is a local folder")
         if not folder.is_dir():
             raise PackError(f"no pack folder at '{folder}' (expected a folder holding pack.json)")
         meta = parse_metadata(_load_json(_read_file(folder, METADATA_FILE, None), METADATA_FILE))
@@ -171,6 +198,24 @@ class Pack:
             **meta,
         )
         return pack.validate()
+
+
+def _is_repo_id(name: str) -> bool:
+    """``org/name`` that is a Hub repo id (``check_model_id``), so not a local path."""
+    try:
+        return name.count("/") == 1 and bool(check_model_id(name))
+    except PackError:
+        return False
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """safetensors writes ``__metadata__`` from a hash map, in a random order: sort it, so that a
+    pack always serializes to the same bytes (stable hashes; publishing it again is a no-op)."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return data if len(text) > size else data[:8] + text.ljust(size) + data[8 + size :]
 
 
 def _dump_json(value: Any) -> bytes:
@@ -192,7 +237,9 @@ def _safe_path(folder: Path, name: str) -> Path:
     """Resolve ``name`` inside ``folder``; refuse names and links that lead out of it.
 
     A Hub cache snapshot (``.../snapshots/<sha>/``) links its files into the repo's own
-    ``blobs/`` folder, the one place outside the folder a file may live.
+    ``blobs/`` folder, and those may link on into the cache-wide store of Xet-downloaded blobs
+    (``<cache>/blobs/``, marked by ``.huggingface-shared-blobs``): the only places outside the
+    folder a file may live.
     """
     parts = name.replace("\\", "/").split("/")
     if not name or name.startswith(("/", "\\")) or ":" in name or any(p in ("", ".", "..") for p in parts):
@@ -201,6 +248,9 @@ def _safe_path(folder: Path, name: str) -> Path:
     allowed = [root]
     if root.parent.name == "snapshots":
         allowed.append(root.parent.parent / "blobs")
+        shared = root.parents[2] / "blobs"
+        if (shared / ".huggingface-shared-blobs").is_file():
+            allowed.append(shared)
     resolved = (folder / name).resolve()
     if not any(resolved.is_relative_to(base) for base in allowed):
         raise PackError(f"{name}: resolves to '{resolved}', outside the pack folder")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,3 +44,22 @@ def random_pack(
 @pytest.fixture
 def pack() -> Pack:
     return random_pack()
+
+
+@pytest.fixture
+def hf_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """huggingface_hub in offline mode with an empty cache of its own (HF_HOME under tmp_path).
+
+    huggingface_hub reads its environment once, at import, so its constants are patched too.
+    """
+    from huggingface_hub import constants
+
+    home = tmp_path / "hf-home"
+    for name, value in {"HF_HOME": home, "HF_HUB_CACHE": home / "hub"}.items():
+        monkeypatch.setenv(name, str(value))
+        monkeypatch.setattr(constants, name, str(value))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.delenv("L2V_HUB_REGISTRY", raising=False)
+    monkeypatch.delenv("L2V_HUB_STORE", raising=False)
+    return home

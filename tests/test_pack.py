@@ -180,6 +180,27 @@ def test_hub_cache_snapshot_links_into_its_blob_store_are_allowed(pack: Pack, tm
     assert Pack.from_pretrained(snap) == pack
 
 
+def test_xet_downloads_linked_into_the_cache_wide_blob_store_are_allowed(
+    pack: Pack, tmp_path: Path
+) -> None:
+    # With Xet, huggingface_hub links blobs/<etag> on into <cache>/blobs/<xx>/<hash>, a store
+    # shared by every repo of the cache and marked by a .huggingface-shared-blobs file.
+    cache = tmp_path / "hub"
+    repo, shared = cache / "models--org--pack", cache / "blobs"
+    snap = repo / "snapshots" / ("a" * 40)
+    built = saved(pack, tmp_path)
+    for folder in (repo / "blobs", snap, shared / "ab"):
+        folder.mkdir(parents=True)
+    for f in built.iterdir():
+        (shared / "ab" / f.name).write_bytes(f.read_bytes())
+        (repo / "blobs" / f.name).symlink_to(Path("../..") / "blobs" / "ab" / f.name)
+        (snap / f.name).symlink_to(Path("../..") / "blobs" / f.name)
+    with pytest.raises(PackError, match="outside the pack folder"):
+        Pack.from_pretrained(snap)  # without the marker, that folder is just somewhere else
+    (shared / ".huggingface-shared-blobs").write_text("1")
+    assert Pack.from_pretrained(snap) == pack
+
+
 def test_save_refuses_an_invalid_pack(tmp_path: Path) -> None:
     bad = random_pack()
     bad.directions = bad.directions * 2
@@ -198,3 +219,12 @@ def test_shape_mismatch_between_target_and_directions_is_refused() -> None:
 def test_missing_folder_is_a_pack_error(tmp_path: Path) -> None:
     with pytest.raises(PackError, match="no pack folder"):
         Pack.from_pretrained(tmp_path / "nope")
+
+
+def test_the_same_pack_always_serializes_to_the_same_bytes(pack: Pack, tmp_path: Path) -> None:
+    # safetensors orders __metadata__ keys at random; the pack's hashes must not depend on it.
+    digests = {
+        (pack.save_pretrained(tmp_path / str(i)) / "pack.json").read_bytes() for i in range(12)
+    }
+    assert len(digests) == 1
+    assert Pack.from_pretrained(tmp_path / "0") == pack

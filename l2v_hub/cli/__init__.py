@@ -14,6 +14,11 @@ import click
 from .._version import __version__
 from ..errors import L2VHubError
 from .inspect_cmd import inspect
+from .list_cmd import list_packs
+from .publish_cmd import publish
+from .pull_cmd import pull
+from .registry_cmd import registry
+from .search_cmd import search
 
 __all__ = ["main"]
 
@@ -45,3 +50,8 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 main.add_command(inspect)
+main.add_command(publish)
+main.add_command(pull)
+main.add_command(list_packs)
+main.add_command(search)
+main.add_command(registry)

@@ -1,0 +1,36 @@
+"""``l2v-hub search``: Hub discovery of packs that list a model as their base model."""
+
+from __future__ import annotations
+
+import click
+
+from ..hub import open_source
+from ..hub.source import highest_version, version_key
+from .common import echo_rows, json_option, store_option
+
+__all__ = ["search"]
+
+
+@click.command()
+@click.argument("model_id")
+@store_option
+@json_option("the packs found")
+def search(model_id: str, store: str | None, as_json: bool) -> None:
+    """Find packs for MODEL_ID on the Hub (uncurated: check before use, then `registry add`)."""
+    source = open_source(store)
+    found = []
+    for repo in source.discover(model_id):
+        versions = source.versions(repo)
+        found.append(
+            {
+                "repo_id": repo,
+                "latest": highest_version(versions),
+                "versions": sorted(versions, key=version_key, reverse=True),
+            }
+        )
+    echo_rows(
+        found,
+        as_json,
+        empty=f"no pack on {source.where} lists {model_id} as its base model",
+        line=lambda f: f"{f['repo_id']}  latest v{f['latest']}  ({len(f['versions'])} versions)",
+    )

@@ -1,0 +1,37 @@
+"""Publishing, pulling and resolving packs: the Hugging Face Hub, local stores and registries.
+
+``publish`` and ``pull`` work the same against the Hub and a local store (``store=`` or
+``$L2V_HUB_STORE``); ``resolve_pack`` finds the pack for a model through the registries and Hub
+discovery. See docs/publishing.md.
+"""
+
+from .publish import publish, suggest_repo_name
+from .pull import parse_ref, pull
+from .registry import Registry, RegistryEntry, load_curated, load_shipped, load_user, push_index
+from .resolve import ModelIdentity, Resolution, find_pack, identify_model, resolve_pack
+from .source import PackSource, PulledPack, Release, Upload, open_source
+from .store import Store
+
+__all__ = [
+    "ModelIdentity",
+    "PackSource",
+    "PulledPack",
+    "Registry",
+    "RegistryEntry",
+    "Release",
+    "Resolution",
+    "Store",
+    "Upload",
+    "find_pack",
+    "identify_model",
+    "load_curated",
+    "load_shipped",
+    "load_user",
+    "open_source",
+    "parse_ref",
+    "publish",
+    "pull",
+    "push_index",
+    "resolve_pack",
+    "suggest_repo_name",
+]

@@ -1,0 +1,275 @@
+"""The Hugging Face Hub as a pack source, through huggingface_hub's own client and cache.
+
+``HF_HOME``, ``HF_HUB_OFFLINE``, ``HF_TOKEN`` and ``HF_ENDPOINT`` are honoured because every call
+goes through huggingface_hub, which reads them. A version is a tag ``v{version}`` on a model repo;
+pulls by tag record the tag in the cache (``refs/``), so the default version resolves offline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    HfApi,
+    constants,
+    hf_hub_download,
+    try_to_load_from_cache,
+)
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from .._version import __version__
+from ..errors import HubError, PackError, PackNotFoundError
+from ..metadata import _SEMVER
+from ..pack import METADATA_FILE
+from .source import PackSource, Release, Upload
+
+__all__ = ["LIBRARY_NAME", "HubSource"]
+
+LIBRARY_NAME = "l2v-hub"
+_T = TypeVar("_T")
+log = logging.getLogger(__name__)
+
+
+def _offline() -> bool:
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+@contextmanager
+def _hub_errors(repo_id: str, revision: str | None, action: str, where: str) -> Iterator[None]:
+    """Turn huggingface_hub's errors into ours, naming the repo, the revision and the cause."""
+    at = f"{repo_id}@{revision}" if revision else repo_id
+    try:
+        yield
+    except RepositoryNotFoundError:
+        raise PackNotFoundError(
+            f"no pack repo '{repo_id}' on {where} (or no access: set HF_TOKEN)"
+        ) from None
+    except RevisionNotFoundError:
+        raise PackNotFoundError(f"'{repo_id}' has no revision '{revision}' on {where}") from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        raise PackNotFoundError(
+            f"{at} is not in the local Hugging Face cache and the Hub cannot be asked "
+            f"({'HF_HUB_OFFLINE=1' if _offline() else 'no connection'})"
+        ) from None
+    except EntryNotFoundError as exc:
+        raise PackError(
+            f"{at} on {where}: a file is missing ({str(exc).splitlines()[0][:160]})"
+        ) from None
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise HubError(
+            f"{action} {at} on {where} failed: HTTP {status} ({str(exc).splitlines()[0][:160]})"
+        ) from None
+    except (PackError, HubError):
+        raise
+    except Exception as exc:  # network errors: their types differ across huggingface_hub versions
+        raise HubError(
+            f"{action} {at} on {where} failed: {type(exc).__name__}: {str(exc)[:160]}"
+        ) from None
+
+
+class HubSource(PackSource):
+    """Packs as tagged model repos on the Hub (``HF_ENDPOINT``, default huggingface.co)."""
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token
+        self.api = HfApi(token=token, library_name=LIBRARY_NAME, library_version=__version__)
+
+    @property
+    def where(self) -> str:
+        return f"the Hub at {self.api.endpoint}"
+
+    def _call(
+        self,
+        repo_id: str,
+        revision: str | None,
+        action: str,
+        fn: Callable[..., _T],
+        /,
+        *args: Any,
+        **kw: Any,
+    ) -> _T:
+        # The one place every request passes: where retries with backoff belong.
+        with _hub_errors(repo_id, revision, action, self.where):
+            return fn(*args, **kw)
+
+    def _file(self, repo_id: str, name: str, revision: str) -> Path:
+        return Path(
+            self._call(
+                repo_id,
+                revision,
+                f"downloading {name} of",
+                hf_hub_download,
+                repo_id,
+                name,
+                revision=revision,
+                token=self.token,
+                endpoint=self.api.endpoint,
+            )
+        )
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def versions(self, repo_id: str) -> dict[str, str]:
+        if _offline():
+            return self._cached_versions(repo_id, "HF_HUB_OFFLINE=1")
+        try:
+            refs = self._call(
+                repo_id, None, "listing the versions of", self.api.list_repo_refs, repo_id
+            )
+        except PackNotFoundError:
+            raise
+        except HubError as exc:  # the Hub is unreachable: the versions pulled before still resolve
+            log.warning("%s; using the versions in the local cache", exc)
+            return self._cached_versions(repo_id, str(exc))
+        return {t.name[1:]: t.target_commit for t in refs.tags if _is_version_tag(t.name)}
+
+    def _cached_versions(self, repo_id: str, why: str) -> dict[str, str]:
+        refs = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs"
+        found = {
+            p.name[1:]: p.read_text().strip() for p in refs.glob("v*") if _is_version_tag(p.name)
+        }
+        if not found:
+            raise PackNotFoundError(
+                f"no version of '{repo_id}' in the local Hugging Face cache ({constants.HF_HUB_CACHE}), "
+                f"and the Hub cannot be asked ({why})"
+            )
+        return found
+
+    def read_metadata(self, repo_id: str, revision: str) -> tuple[bytes, str]:
+        path = self._file(repo_id, METADATA_FILE, revision)
+        return (
+            path.read_bytes(),
+            path.parent.name,
+        )  # the cache keeps files under snapshots/<commit>/
+
+    def download(self, repo_id: str, commit: str, files: dict[str, str]) -> Path:
+        cached = all(
+            isinstance(try_to_load_from_cache(repo_id, n, revision=commit), str) for n in files
+        )
+        for name in files:  # only the files the pack names: never the rest of the repo
+            self._file(repo_id, name, commit)
+        if files and not cached:  # fresh bytes: also hold them against the Hub's own LFS records
+            for name, sha in self._lfs_digests(repo_id, commit).items():
+                if name in files and files[name] != sha:
+                    raise PackError(
+                        f"{name}: the Hub records sha256 {sha}, pack.json says {files[name]}"
+                    )
+        return self._file(repo_id, METADATA_FILE, commit).parent
+
+    def _lfs_digests(self, repo_id: str, commit: str) -> dict[str, str]:
+        tree = self._call(
+            repo_id,
+            commit,
+            "listing the files of",
+            lambda: list(self.api.list_repo_tree(repo_id, revision=commit)),
+        )
+        return {f.path: f.lfs.sha256 for f in tree if getattr(f, "lfs", None) is not None}
+
+    def discover(self, model_id: str) -> list[str]:
+        if _offline():
+            raise HubError("Hub discovery is not possible with HF_HUB_OFFLINE=1")
+        # The Hub derives the tag base_model:adapter:<id> from the card's base_model + relation.
+        found = self._call(
+            model_id,
+            None,
+            "searching packs for",
+            lambda: list(
+                self.api.list_models(
+                    filter=[LIBRARY_NAME, f"base_model:adapter:{model_id}"],
+                    limit=100,
+                )
+            ),
+        )
+        return sorted(m.id for m in found)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def upload(self, job: Upload) -> Release:
+        repo_id, tag = job.repo_id, f"v{job.version}"
+        self._call(
+            repo_id,
+            None,
+            "creating",
+            self.api.create_repo,
+            repo_id,
+            private=job.private,
+            exist_ok=True,
+        )
+        refs = self._call(repo_id, None, "reading the refs of", self.api.list_repo_refs, repo_id)
+        if any(t.name == tag for t in refs.tags):  # tagged since the caller looked: compare again
+            raise HubError(
+                f"{repo_id} {tag} was published meanwhile on {self.where}; run the publish again"
+            )
+        head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
+        ours = (job.folder / METADATA_FILE).read_bytes()
+        if head and not job.create_pr and self._head_holds(repo_id, head, ours):
+            # An earlier run committed these files but stopped before tagging: finish it.
+            log.info("%s: main already holds this pack at %s; tagging it", repo_id, head[:12])
+            commit = head
+        else:
+            commit, pr_url = self._commit(job, head)
+            if pr_url:
+                log.warning(
+                    "opened %s; %s is tagged once it is merged and this publish is run again",
+                    pr_url,
+                    tag,
+                )
+                return Release(repo_id, job.version, commit)
+        self._call(
+            repo_id,
+            tag,
+            "tagging",
+            self.api.create_tag,
+            repo_id,
+            tag=tag,
+            revision=commit,
+            tag_message=f"l2v-hub pack {tag}",
+        )
+        return Release(repo_id, job.version, commit)
+
+    def _head_holds(self, repo_id: str, head: str, ours: bytes) -> bool:
+        try:
+            return self._file(repo_id, METADATA_FILE, head).read_bytes() == ours
+        except PackError:  # no pack.json on main yet
+            return False
+
+    def _commit(self, job: Upload, head: str | None) -> tuple[str, str | None]:
+        repo_id, stale = job.repo_id, []
+        if head:  # the commit leaves exactly the pack's files in the repo
+            present = self._call(
+                repo_id, head, "listing", self.api.list_repo_files, repo_id, revision=head
+            )
+            stale = [p for p in present if p not in job.names and p != ".gitattributes"]
+        ops = [CommitOperationAdd(n, str(job.folder / n)) for n in job.names]
+        ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
+        info = self._call(
+            repo_id,
+            None,
+            "committing to",
+            self.api.create_commit,
+            repo_id,
+            ops,
+            commit_message=f"Publish v{job.version}",
+            commit_description=f"l2v-hub {__version__}: pack files of version {job.version}.",
+            create_pr=job.create_pr,
+            parent_commit=head,
+        )
+        return info.oid, (info.pr_url if job.create_pr else None)
+
+
+def _is_version_tag(name: str) -> bool:
+    return name.startswith("v") and bool(_SEMVER.match(name[1:]))
