@@ -3,7 +3,8 @@
 `hub`: a started `HubServer` on 127.0.0.1 with the environment and huggingface_hub's import-time
 constants pointing at it, a fresh HF_HOME under tmp_path, Xet and telemetry off and `HF_TOKEN` set
 to `TEST_TOKEN`. Everything is undone after the test, and the test fails if the Hub itself hit an
-internal error (a request it did not understand). `go_offline(monkeypatch)` turns on
+internal error (a request it did not understand). l2v-hub's retry policy is `FAST_RETRIES` (waits of milliseconds), here and in subprocesses.
+`go_offline(monkeypatch)` turns on
 HF_HUB_OFFLINE both for this process and for subprocesses.
 
 Why constants are patched: huggingface_hub copies HF_ENDPOINT, HF_HOME, HF_HUB_CACHE,
@@ -25,6 +26,12 @@ import pytest
 from hubserver import TEST_TOKEN, HubServer
 from huggingface_hub import constants
 
+from l2v_hub.hub import retry
+
+#: l2v-hub's retry policy in tests: the same number of tries, waits of milliseconds, and a stall
+#: timeout short enough for "slow" faults and long enough for a loaded 2-core machine.
+FAST_RETRIES = retry.RetryPolicy(attempts=3, backoff=0.01, max_delay=0.05, timeout=5.0)
+
 # Modules that copied a constant at import (`from ..constants import X`) and read their copy.
 _COPIES = {
     "huggingface_hub.utils._cache_manager": ("HF_HUB_CACHE",),
@@ -44,6 +51,10 @@ def point_client_at(hub: HubServer, home: Path, monkeypatch: pytest.MonkeyPatch)
         "HF_HUB_DISABLE_XET": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "L2V_HUB_RETRIES": str(FAST_RETRIES.attempts - 1),
+        "L2V_HUB_BACKOFF": str(FAST_RETRIES.backoff),
+        "L2V_HUB_MAX_DELAY": str(FAST_RETRIES.max_delay),
+        "L2V_HUB_TIMEOUT": str(FAST_RETRIES.timeout),
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -74,6 +85,7 @@ def point_client_at(hub: HubServer, home: Path, monkeypatch: pytest.MonkeyPatch)
     # raising=False: older huggingface_hub releases lack some of these (e.g. the Xet ones)
     for name, value in values.items():
         monkeypatch.setattr(constants, name, value, raising=False)
+    monkeypatch.setattr(retry, "POLICY", FAST_RETRIES)
     for module_name, names in _COPIES.items():
         try:
             module = importlib.import_module(module_name)

@@ -23,7 +23,7 @@ For tests (faults for issue 7; a request kind is one of `KINDS`; faults queue pe
     hub.drop("download", times=1)               # handled, then the response is cut mid-body
     hub.drop("commit", before=True)             # connection closed without handling it
     hub.slow("info", 3.0, times=1)              # answered after a delay
-    hub.clear_faults(); hub.reset_counts()
+    hub.clear_faults(); hub.reset_counts(); hub.faults_left("commit")
     hub.counts["download"]                      # requests per kind, counted on arrival
     hub.log                                     # (kinds, method, path, status); status 0 = cut
     hub.tamper("org/name", "pack.json")         # flip the last stored byte (or data=b"...")
@@ -166,6 +166,11 @@ class HubServer:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def faults_left(self, kind: str) -> int:
+        """How many injected faults of `kind` have not been served yet."""
+        with self._lock:
+            return sum(f.times for f in self._faults[kind])
 
     def reset_counts(self) -> None:
         with self._lock:

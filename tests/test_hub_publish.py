@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from hubserver import HubServer
 from huggingface_hub import HfApi
 
 from l2v_hub.errors import HubError, PackError
-from l2v_hub.hub import publish, pull, suggest_repo_name
+from l2v_hub.hub import publish, pull, retry, suggest_repo_name
 
 REPO = "l2v-test/tiny-pack"
 PACK_FILES = [".gitattributes", "README.md", "directions.safetensors", "pack.json", "stats.json"]
@@ -124,9 +125,11 @@ def test_create_pr_opens_a_pull_request_and_the_version_is_tagged_after_the_merg
 
 
 def test_a_commit_whose_answer_was_lost_is_tagged_by_running_again_without_a_second_commit(
-    hub: HubServer,
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pack = random_pack()
+    # no retries: a retry would itself see the commit landed (tests/test_reliability_faults.py)
+    monkeypatch.setattr(retry, "POLICY", replace(retry.POLICY, attempts=1))
     hub.drop("commit", times=1)  # the Hub makes the commit, the client never hears of it
     with pytest.raises(HubError, match="committing to l2v-test/tiny-pack"):
         publish(pack, REPO)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from huggingface_hub import (
+    CommitInfo,
     CommitOperationAdd,
     CommitOperationDelete,
     HfApi,
@@ -34,6 +35,7 @@ from .._version import __version__
 from ..errors import HubError, PackError, PackNotFoundError
 from ..metadata import _SEMVER
 from ..pack import METADATA_FILE
+from . import retry
 from .source import PackSource, Release, Upload
 
 __all__ = ["LIBRARY_NAME", "HubSource"]
@@ -45,6 +47,13 @@ log = logging.getLogger(__name__)
 
 def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
+
+
+def _why(exc: BaseException) -> str:
+    """The first line of an error and the notes ``retry.call`` added, for a one-line message."""
+    lines = str(exc).strip().splitlines()
+    notes = "; ".join(getattr(exc, "__notes__", ()))
+    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:160]}" + (f"; {notes}" if notes else "")
 
 
 @contextmanager
@@ -59,26 +68,20 @@ def _hub_errors(repo_id: str, revision: str | None, action: str, where: str) -> 
         ) from None
     except RevisionNotFoundError:
         raise PackNotFoundError(f"'{repo_id}' has no revision '{revision}' on {where}") from None
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        cause = "HF_HUB_OFFLINE=1" if _offline() else _why(exc.__cause__ or exc)
         raise PackNotFoundError(
-            f"{at} is not in the local Hugging Face cache and the Hub cannot be asked "
-            f"({'HF_HUB_OFFLINE=1' if _offline() else 'no connection'})"
+            f"{at} is not in the local Hugging Face cache and {where} cannot be asked ({cause})"
         ) from None
     except EntryNotFoundError as exc:
-        raise PackError(
-            f"{at} on {where}: a file is missing ({str(exc).splitlines()[0][:160]})"
-        ) from None
+        raise PackError(f"{at} on {where}: a file is missing ({_why(exc)})") from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
-        raise HubError(
-            f"{action} {at} on {where} failed: HTTP {status} ({str(exc).splitlines()[0][:160]})"
-        ) from None
+        raise HubError(f"{action} {at} on {where} failed: HTTP {status} ({_why(exc)})") from None
     except (PackError, HubError):
         raise
     except Exception as exc:  # network errors: their types differ across huggingface_hub versions
-        raise HubError(
-            f"{action} {at} on {where} failed: {type(exc).__name__}: {str(exc)[:160]}"
-        ) from None
+        raise HubError(f"{action} {at} on {where} failed: {_why(exc)}") from None
 
 
 class HubSource(PackSource):
@@ -87,6 +90,7 @@ class HubSource(PackSource):
     def __init__(self, token: str | None = None) -> None:
         self.token = token
         self.api = HfApi(token=token, library_name=LIBRARY_NAME, library_version=__version__)
+        retry.bound_requests()
 
     @property
     def where(self) -> str:
@@ -100,26 +104,39 @@ class HubSource(PackSource):
         fn: Callable[..., _T],
         /,
         *args: Any,
+        settle: Callable[[], _T | None] | None = None,
         **kw: Any,
     ) -> _T:
-        # The one place every request passes: where retries with backoff belong.
+        """The one place every request passes: transient failures are retried (``retry.py``)."""
         with _hub_errors(repo_id, revision, action, self.where):
-            return fn(*args, **kw)
+            what = f"{action} {repo_id}@{revision}" if revision else f"{action} {repo_id}"
+            return retry.call(what, fn, *args, settle=settle, **kw)
 
     def _file(self, repo_id: str, name: str, revision: str) -> Path:
-        return Path(
-            self._call(
-                repo_id,
-                revision,
-                f"downloading {name} of",
-                hf_hub_download,
-                repo_id,
-                name,
-                revision=revision,
-                token=self.token,
-                endpoint=self.api.endpoint,
+        """``name`` at ``revision``, downloaded, or from the cache when the Hub keeps failing."""
+        try:
+            return Path(
+                self._call(
+                    repo_id,
+                    revision,
+                    f"downloading {name} of",
+                    hf_hub_download,
+                    repo_id,
+                    name,
+                    revision=revision,
+                    token=self.token,
+                    endpoint=self.api.endpoint,
+                    etag_timeout=retry.POLICY.timeout,
+                )
             )
-        )
+        except PackNotFoundError:
+            raise
+        except HubError as exc:  # the same revision, cached earlier, is the same bytes
+            cached = try_to_load_from_cache(repo_id, name, revision=revision)
+            if not isinstance(cached, str):
+                raise HubError(f"{exc}; not in the local Hugging Face cache either") from None
+            log.warning("%s; using the copy in the local Hugging Face cache", exc)
+            return Path(cached)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -163,7 +180,12 @@ class HubSource(PackSource):
         for name in files:  # only the files the pack names: never the rest of the repo
             self._file(repo_id, name, commit)
         if files and not cached:  # fresh bytes: also hold them against the Hub's own LFS records
-            for name, sha in self._lfs_digests(repo_id, commit).items():
+            try:
+                digests = self._lfs_digests(repo_id, commit)
+            except HubError as exc:  # pack.json's sha256 of every file is still checked
+                log.warning("%s; skipping the check against the Hub's LFS records", exc)
+                digests = {}
+            for name, sha in digests.items():
                 if name in files and files[name] != sha:
                     raise PackError(
                         f"{name}: the Hub records sha256 {sha}, pack.json says {files[name]}"
@@ -209,12 +231,11 @@ class HubSource(PackSource):
             private=job.private,
             exist_ok=True,
         )
-        refs = self._call(repo_id, None, "reading the refs of", self.api.list_repo_refs, repo_id)
-        if any(t.name == tag for t in refs.tags):  # tagged since the caller looked: compare again
+        tags, head = self._refs(repo_id)
+        if tag in tags:  # tagged since the caller looked: compare again
             raise HubError(
                 f"{repo_id} {tag} was published meanwhile on {self.where}; run the publish again"
             )
-        head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
         ours = (job.folder / METADATA_FILE).read_bytes()
         if head and not job.create_pr and self._head_holds(repo_id, head, ours):
             # An earlier run committed these files but stopped before tagging: finish it.
@@ -238,8 +259,15 @@ class HubSource(PackSource):
             tag=tag,
             revision=commit,
             tag_message=f"l2v-hub pack {tag}",
+            settle=lambda: True if self._refs(repo_id)[0].get(tag) == commit else None,
         )
         return Release(repo_id, job.version, commit)
+
+    def _refs(self, repo_id: str) -> tuple[dict[str, str], str | None]:
+        """The repo's tags (name -> commit) and the head of ``main``."""
+        refs = self._call(repo_id, None, "reading the refs of", self.api.list_repo_refs, repo_id)
+        heads = {b.name: b.target_commit for b in refs.branches}
+        return {t.name: t.target_commit for t in refs.tags}, heads.get("main")
 
     def _head_holds(self, repo_id: str, head: str, ours: bytes) -> bool:
         try:
@@ -256,6 +284,15 @@ class HubSource(PackSource):
             stale = [p for p in present if p not in job.names and p != ".gitattributes"]
         ops = [CommitOperationAdd(n, str(job.folder / n)) for n in job.names]
         ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
+        ours = (job.folder / METADATA_FILE).read_bytes()
+
+        def landed() -> CommitInfo | None:  # a commit whose answer was lost must not be made twice
+            now = self._refs(repo_id)[1]
+            if now and now != head and self._head_holds(repo_id, now, ours):
+                url = f"{self.api.endpoint}/{repo_id}/commit/{now}"
+                return CommitInfo(commit_url=url, commit_message="", commit_description="", oid=now)
+            return None
+
         info = self._call(
             repo_id,
             None,
@@ -267,6 +304,7 @@ class HubSource(PackSource):
             commit_description=f"l2v-hub {__version__}: pack files of version {job.version}.",
             create_pr=job.create_pr,
             parent_commit=head,
+            settle=None if job.create_pr else landed,
         )
         return info.oid, (info.pr_url if job.create_pr else None)
 

@@ -52,7 +52,11 @@ def select_release(source: PackSource, repo_id: str, revision: str | None) -> Re
             f"revision '{revision}' of '{repo_id}' is neither a version tag like 'v1.2.0' nor a "
             "40-hex commit sha (branches move, so packs are not pulled by branch)"
         )
-    versions = source.versions(repo_id)
+    try:
+        versions = source.versions(repo_id)
+    except HubError as exc:  # name what was asked for, whatever failed underneath
+        wanted = f"v{version}" if version else "the highest version"
+        raise type(exc)(f"pulling {repo_id} {wanted}: {exc}") from None
     if version is None:
         version = highest_version(versions)
         if version is None:
