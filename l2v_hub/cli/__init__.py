@@ -24,15 +24,24 @@ __all__ = ["main"]
 
 
 class _Group(click.Group):
-    """Turns l2v-hub's own errors into a one-line message and exit code 1 (``--debug``: raise)."""
+    """Turns every error into a one-line message and exit code 1 (``--debug``: the traceback);
+    click's own usage errors stay exit 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except L2VHubError as exc:
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
             if ctx.meta.get("l2v_hub.debug"):
                 raise
-            raise click.ClickException(str(exc)) from None
+            if isinstance(exc, L2VHubError):
+                raise click.ClickException(str(exc)) from None
+            # A bug, or an error of a library (huggingface_hub, httpx, the OS) nobody expected.
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {first} (run with --debug for the traceback)"
+            ) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
