@@ -237,15 +237,17 @@ def left_pad(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def qwen2_vl_image_inputs(input_ids: torch.Tensor, model: torch.nn.Module,
-                          seed: int = 0) -> dict[str, Any]:
-    """pixel_values / image_grid_thw for every image in ``input_ids`` (a 4x4-patch image is 4
-    image tokens after the 2x2 merge), as Qwen2VLImageProcessor lays them out: one row of
-    channels x temporal x patch x patch values per patch. 5.x also needs mm_token_type_ids."""
-    images = int((input_ids == IMAGE).sum()) // 4
-    g = torch.Generator().manual_seed(seed)
+                          seeds: list[int]) -> dict[str, Any]:
+    """pixel_values / image_grid_thw for the images in ``input_ids``, image k drawn with seed
+    seeds[k]. A 4x4-patch image is 4 image tokens after the 2x2 merge; each row of pixel_values
+    is one patch (channels x temporal x patch x patch values), as Qwen2VLImageProcessor lays
+    them out. transformers 5.x also needs mm_token_type_ids when no processor made the inputs."""
+    assert int((input_ids == IMAGE).sum()) == 4 * len(seeds)
+    pixels = [torch.randn(16, 3 * 2 * 2 * 2, generator=torch.Generator().manual_seed(s))
+              for s in seeds]
     inputs: dict[str, Any] = {
-        "pixel_values": torch.randn(images * 16, 3 * 2 * 2 * 2, generator=g),
-        "image_grid_thw": torch.tensor([[1, 4, 4]] * images),
+        "pixel_values": torch.cat(pixels),
+        "image_grid_thw": torch.tensor([[1, 4, 4]] * len(seeds)),
     }
     if "mm_token_type_ids" in inspect.signature(model.forward).parameters:
         inputs["mm_token_type_ids"] = (input_ids == IMAGE).long()
