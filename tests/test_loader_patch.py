@@ -264,3 +264,24 @@ def test_works_under_inference_mode_and_with_gradients(model: torch.nn.Module) -
     model(input_ids=ids).logits.square().mean().backward()
     assert any(not torch.allclose(p.grad, grads[n]) for n, p in model.named_parameters()
                if n in grads)
+
+
+def test_an_offloaded_model_is_steered_on_its_execution_device(model: torch.nn.Module) -> None:
+    """accelerate's cpu_offload leaves the weights on 'meta' until each forward; the vectors must
+    go to the execution device instead (as with a device_map spread over devices)."""
+    import accelerate
+    with l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5):
+        reference = logits(model)
+    accelerate.cpu_offload(model, execution_device=torch.device("cpu"))
+    assert next(model.parameters()).device.type == "meta"
+    with l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5) as handle:
+        assert {s.vector.device.type for s in steerers(model)} == {"cpu"}
+        torch.testing.assert_close(logits(model), reference, atol=1e-5, rtol=0)
+    assert not handle.active
+
+
+def steerers(model: torch.nn.Module) -> list:
+    from l2v_hub.loader.steer import BlockSteerer
+
+    return [h for m in model.modules() for h in m._forward_hooks.values()
+            if isinstance(h, BlockSteerer)]

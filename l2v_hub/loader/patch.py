@@ -143,11 +143,14 @@ class Patch:
 def _vector_for(block: nn.Module, direction: torch.Tensor) -> torch.Tensor:
     """The direction on the device and in the dtype the block computes in (once, at patch time)."""
     weight = next((p for p in block.parameters() if p.is_floating_point()), None)
-    device = weight.device if weight is not None else direction.device
-    execution = getattr(getattr(block, "_hf_hook", None), "execution_device", None)
-    if execution is not None:  # accelerate offloading: the weights sit on 'meta' or the CPU
-        device = torch.device(execution) if not isinstance(execution, torch.device) else execution
-    dtype = weight.dtype if weight is not None else direction.dtype
+    device, dtype = direction.device, direction.dtype
+    if weight is not None:
+        device, dtype = weight.device, weight.dtype
+    if device.type == "meta":  # accelerate offloading: the weights arrive at run time
+        hooks = (getattr(m, "_hf_hook", None) for m in block.modules())
+        found = next((h.execution_device for h in hooks
+                      if getattr(h, "execution_device", None) is not None), None)
+        device = torch.device(found) if found is not None else direction.device
     with torch.inference_mode(False), torch.no_grad():
         return direction.detach().to(device=device, dtype=dtype, copy=True)
 
