@@ -20,7 +20,7 @@ from tiny_models import (
 )
 
 import l2v_hub
-from l2v_hub import IncompatiblePackError, L2VHubError, Pack
+from l2v_hub import IncompatiblePackError, L2VHubError, Pack, PackError
 from l2v_hub.loader.patch import MAX_STRENGTH
 
 # Blocks 0 and 2: Mllama's block 1 is a cross-attention block, which text-only inputs skip.
@@ -134,6 +134,16 @@ def test_a_pack_folder_is_loaded_and_verified(model: torch.nn.Module, tmp_path) 
 def test_resolution_by_id_says_it_needs_the_hub_module(model: torch.nn.Module, pack) -> None:
     with pytest.raises(L2VHubError, match=r"needs the Hub module.*pass a Pack or the path"):
         l2v_hub.patch(model, pack)
+    assert hook_count(model) == 0
+
+
+def test_a_missing_folder_or_a_wrong_type_is_named(model: torch.nn.Module, tmp_path) -> None:
+    with pytest.raises(PackError, match="no pack folder at"):
+        l2v_hub.patch(model, tmp_path / "missing")
+    with pytest.raises(PackError, match="no pack folder at"):
+        l2v_hub.patch(model, "./missing-pack")
+    with pytest.raises(L2VHubError, match="pack must be a Pack, a pack folder or None, got int"):
+        l2v_hub.patch(model, 3)  # type: ignore[arg-type]
     assert hook_count(model) == 0
 
 

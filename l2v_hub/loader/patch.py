@@ -200,12 +200,7 @@ def _model_id(model: nn.Module, model_id: str | None) -> str | None:
     cached = _CACHE_DIR.search(name)
     if cached:
         return f"{cached.group(1)}/{cached.group(2)}"
-    if os.path.isdir(name):
-        return None
-    try:
-        return check_model_id(name)
-    except L2VHubError:
-        return None
+    return name if _is_hub_id(name) and not os.path.isdir(name) else None
 
 
 def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool) -> None:
@@ -238,13 +233,22 @@ def _resolve_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str 
     module) a Hub id or the model's own id."""
     if isinstance(pack, Pack):
         return pack.validate()
-    if isinstance(pack, str | os.PathLike) and Path(pack).is_dir():
-        return Pack.from_pretrained(pack)
-    what = "by the model's id" if pack is None else f"of {pack!r} (not a local folder)"
+    if pack is not None and not isinstance(pack, str | os.PathLike):
+        raise L2VHubError(f"pack must be a Pack, a pack folder or None, got {type(pack).__name__}")
+    if pack is not None and (Path(pack).is_dir() or not _is_hub_id(pack)):
+        return Pack.from_pretrained(pack)  # a PackError names a missing or broken folder
+    what = "by the model's id" if pack is None else f"from the Hub id {pack!r}"
     raise L2VHubError(
         f"resolving a pack {what} needs the Hub module, which this l2v-hub does not have yet; "
         "pass a Pack or the path of a local pack folder"
     )
+
+
+def _is_hub_id(value: str | os.PathLike[str]) -> bool:
+    try:
+        return isinstance(value, str) and bool(check_model_id(value))
+    except L2VHubError:
+        return False
 
 
 def patch(

@@ -124,7 +124,7 @@ class PositionTracker:
             # A 4D mask: generate built it for a static / hybrid cache (Gemma2/3 in 4.51); the
             # rows' padding comes from the 2D mask generate itself received.
             self._from_columns(cache, self._arg(args, kwargs, "cache_position"), tokens.device,
-                               batch, length, self._generate_mask)
+                               batch, length, self._padding_for(batch, tokens.device))
         else:
             raise L2VHubError(
                 f"a patched model needs a 2D attention_mask [batch, past + new tokens] (or none) "
@@ -133,6 +133,19 @@ class PositionTracker:
             )
         self._shape = (batch, length)
         self._on_device = {}
+
+    def _padding_for(self, batch: int, device: torch.device) -> torch.Tensor | None:
+        """generate's 2D mask as real-token flags, on ``device`` and expanded to ``batch`` rows
+        (beams, num_return_sequences); converted once per generate call, not per step."""
+        padded = self._generate_mask
+        if padded is None or (padded.dtype == torch.bool and padded.device == device
+                              and padded.shape[0] == batch):
+            return padded
+        padded = (padded != 0).to(device)
+        if padded.shape[0] != batch:
+            padded = padded.repeat_interleave(batch // padded.shape[0], dim=0)
+        self._generate_mask = padded
+        return padded
 
     def _starts_prompt(self, past: int, batch: int) -> bool:
         if self._generating:
@@ -163,7 +176,7 @@ class PositionTracker:
     def _from_columns(self, cache: Any, cache_position: Any, device: torch.device, batch: int,
                       length: int, padded: torch.Tensor | None = None) -> None:
         """No 2D mask in this forward: the new tokens are the next ``length`` columns of every
-        row; ``padded`` is the 2D mask generate received, when the rows have padding."""
+        row; ``padded`` flags the real tokens of the 2D mask generate received (if any)."""
         if self._generating and isinstance(cache_position, torch.Tensor):
             start, columns = None, cache_position.reshape(1, -1)  # on device: no host sync
         else:
@@ -184,14 +197,12 @@ class PositionTracker:
         if padded is None:
             self._mask = select(self.policy, columns, prompt).expand(batch, -1).unsqueeze(-1)
             return
-        if padded.shape[0] != batch:  # generate expanded the rows (beams, num_return_sequences)
-            padded = padded.repeat_interleave(batch // padded.shape[0], dim=0)
         width = padded.shape[1]
         seen = padded.cumsum(1)
         inside = columns < width
         index = columns.clamp(max=width - 1).expand(batch, -1)
         pos = torch.where(inside, seen.gather(1, index) - 1, seen[:, -1:] + columns - width)
-        real = ~inside | (padded.gather(1, index) != 0)
+        real = ~inside | padded.gather(1, index)
         self._mask = (select(self.policy, pos, self._prompt) & real).unsqueeze(-1)
 
     def mask_for(self, hidden: torch.Tensor) -> bool | torch.Tensor:
