@@ -23,20 +23,24 @@ __all__ = ["OPERATIONS", "BlockSteerer", "Controls", "add", "norm_preserving_add
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
-    # Clamped so that an all-zero state gives zeros, not NaN (also in the backward pass).
-    return torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    return torch.linalg.vector_norm(x, dim=-1, keepdim=True)
 
 
 def norm_preserving_add(h: torch.Tensor, v: torch.Tensor, strength: float) -> torch.Tensor:
-    """Turn each token's state toward ``v`` and keep its norm."""
+    """Turn each token's state toward ``v`` and keep its norm.
+
+    Computed as c = h + lambda * ||h|| * v, h' = c * ||h|| / ||c||, which equals the normative
+    form (u = c / ||h||) in fewer kernels: the hook runs on every decode step.
+    """
     norm = _norm(h)
-    u = h / norm + strength * v
-    return u * (norm / _norm(u))
+    c = torch.addcmul(h, norm, v, value=strength)
+    # Clamped so that an all-zero state gives zeros, not NaN (also in the backward pass).
+    return c * (norm / _norm(c).clamp_min(torch.finfo(c.dtype).tiny))
 
 
 def add(h: torch.Tensor, v: torch.Tensor, strength: float) -> torch.Tensor:
     """Add ``v`` scaled by ``strength`` times each token's norm."""
-    return h + (strength * _norm(h)) * v
+    return torch.addcmul(h, _norm(h), v, value=strength)
 
 
 OPERATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
