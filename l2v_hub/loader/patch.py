@@ -1,0 +1,297 @@
+"""``l2v_hub.patch(model, pack)``: apply a pack to a loaded transformers model, fully or not at all.
+
+Every argument and the pack's fit to the model are checked before the model is touched; the hooks
+are then registered in one step that undoes itself on any failure. ``Patch.remove()`` restores the
+model exactly (the hooks and the ``generate`` wrapper are the only things ever added).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+import re
+import warnings
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from ..errors import IncompatiblePackError, L2VHubError
+from ..metadata import OPS, POSITIONS, check_model_id
+from ..pack import Pack, PathLike
+from .layers import find_blocks, text_dims
+from .positions import PositionTracker
+from .steer import BlockSteerer, Controls
+
+__all__ = ["MAX_STRENGTH", "Patch", "patch", "unpatch"]
+
+logger = logging.getLogger(__name__)
+
+# |lambda| beyond this replaces the state by the direction (norm_preserving_add) or swamps it
+# (add): a typo, not a setting. The paper sweeps 0.1 to 0.9.
+MAX_STRENGTH = 10.0
+_ACTIVE: weakref.WeakKeyDictionary[nn.Module, Patch] = weakref.WeakKeyDictionary()
+_MISSING = object()
+# A Hub cache snapshot folder: .../models--org--name/snapshots/<sha>
+_CACHE_DIR = re.compile(r"models--([^/\\]+?)--([^/\\]+?)[/\\]snapshots[/\\]")
+
+
+class Patch:
+    """A pack applied to a model. Undo it with ``remove()`` or by leaving a ``with`` block.
+
+    ``strength`` and ``enabled`` may be changed at any time, between or during generations.
+    """
+
+    def __init__(self, model: nn.Module, pack: Pack, layers: tuple[int, ...], op: str,
+                 positions: str, strength: float, layers_path: str) -> None:
+        self.pack, self.layers, self.op, self.positions = pack, layers, op, positions
+        self.layers_path = layers_path
+        self._model_ref = weakref.ref(model)
+        self._controls = Controls(strength)
+        self._handles: list[RemovableHandle] = []
+        self._modules: list[nn.Module] = []
+        self._generate: Any = None
+        self._previous_generate: Any = _MISSING
+
+    @property
+    def strength(self) -> float:
+        """lambda, read by the hooks on every forward."""
+        return self._controls.strength
+
+    @strength.setter
+    def strength(self, value: float) -> None:
+        self._controls.strength = _check_strength(value)
+
+    @property
+    def enabled(self) -> bool:
+        """False pauses steering (positions are still tracked, so re-enabling mid-generation
+        steers the right tokens)."""
+        return self._controls.enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise L2VHubError(f"enabled must be True or False, got {value!r}")
+        self._controls.enabled = value
+
+    @property
+    def active(self) -> bool:
+        """Whether the hooks are still on the model."""
+        return bool(self._handles)
+
+    def remove(self) -> None:
+        """Take every hook off the model; a second call does nothing."""
+        for handle in reversed(self._handles):
+            handle.remove()
+        self._handles.clear()
+        model = self._model_ref()
+        if model is not None and self._generate is not None:
+            if vars(model).get("generate") is self._generate:
+                if self._previous_generate is _MISSING:
+                    del model.generate
+                else:
+                    model.generate = self._previous_generate
+            else:
+                logger.warning("%s.generate was re-wrapped after l2v_hub.patch; left as it is",
+                               type(model).__name__)
+        self._generate = None
+        for module in self._modules:
+            if _ACTIVE.get(module) is self:
+                del _ACTIVE[module]
+        self._modules.clear()
+
+    def __enter__(self) -> Patch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        state = ("enabled" if self.enabled else "disabled") if self.active else "removed"
+        return (f"Patch({self.pack.name}@{self.pack.version}, layers={list(self.layers)}, "
+                f"op={self.op!r}, positions={self.positions!r}, strength={self.strength}, {state})")
+
+    def _apply(self, model: nn.Module, blocks: nn.ModuleList) -> None:
+        tracker = PositionTracker(self.positions, model.forward)
+        try:
+            self._hold(model, model.register_forward_pre_hook(tracker.before_forward,
+                                                              with_kwargs=True))
+            for i in self.layers:
+                vector = _vector_for(blocks[i], self.pack.directions[i])
+                steerer = BlockSteerer(self.op, vector, self._controls, tracker)
+                self._hold(blocks[i], blocks[i].register_forward_hook(steerer))
+            if callable(getattr(model, "generate", None)):
+                self._previous_generate = vars(model).get("generate", _MISSING)
+                self._generate = tracker.wrap_generate(model.generate)
+                model.generate = self._generate
+        except BaseException:
+            self.remove()
+            raise
+
+    def _hold(self, module: nn.Module, handle: RemovableHandle) -> None:
+        self._handles.append(handle)
+        self._modules.append(module)
+        _ACTIVE[module] = self
+
+
+def _vector_for(block: nn.Module, direction: torch.Tensor) -> torch.Tensor:
+    """The direction on the device and in the dtype the block computes in (once, at patch time)."""
+    weight = next((p for p in block.parameters() if p.is_floating_point()), None)
+    device, dtype = direction.device, direction.dtype
+    if weight is not None:
+        device, dtype = weight.device, weight.dtype
+    if device.type == "meta":  # accelerate offloading: the weights arrive at run time
+        hooks = (getattr(m, "_hf_hook", None) for m in block.modules())
+        found = next((h.execution_device for h in hooks
+                      if getattr(h, "execution_device", None) is not None), None)
+        device = torch.device(found) if found is not None else direction.device
+    with torch.inference_mode(False), torch.no_grad():
+        return direction.detach().to(device=device, dtype=dtype, copy=True)
+
+
+def _check_strength(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise L2VHubError(f"strength must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or abs(value) > MAX_STRENGTH:
+        raise L2VHubError(f"strength must be finite and within [-{MAX_STRENGTH}, {MAX_STRENGTH}] "
+                          f"(the paper uses 0.1 to 0.9), got {value}")
+    return value
+
+
+def _check_layers(layers: Any, num_layers: int) -> tuple[int, ...]:
+    chosen = [layers] if isinstance(layers, int) else layers
+    if not isinstance(chosen, Iterable) or isinstance(chosen, str | bytes):
+        raise L2VHubError(f"layers must be a block index or a list of them, got {layers!r}")
+    chosen = list(chosen)
+    bad = [i for i in chosen if isinstance(i, bool) or not isinstance(i, int)]
+    if bad or not chosen:
+        raise L2VHubError(f"layers must be a non-empty list of integer block indices, got {layers!r}")
+    outside = [i for i in chosen if not 0 <= i < num_layers]
+    if outside:
+        raise L2VHubError(f"layers {outside} are outside the model's text blocks 0..{num_layers - 1} "
+                          "(indices are 0-based; negative indices are not accepted)")
+    if len(set(chosen)) != len(chosen):
+        raise L2VHubError(f"layers {chosen} name a block twice")
+    return tuple(sorted(chosen))
+
+
+def _choice(value: str | None, default: str, name: str, allowed: tuple[str, ...]) -> str:
+    chosen = default if value is None else value
+    if chosen not in allowed:
+        raise L2VHubError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {chosen!r}")
+    return chosen
+
+
+def _model_id(model: nn.Module, model_id: str | None) -> str | None:
+    """The Hub id of ``model``: given, or from ``name_or_path`` (a Hub id or a Hub cache path)."""
+    if model_id is not None:
+        return check_model_id(model_id)
+    config = getattr(model, "config", None)
+    name = getattr(model, "name_or_path", None) or getattr(config, "_name_or_path", None)
+    if not isinstance(name, str) or not name:
+        return None
+    cached = _CACHE_DIR.search(name)
+    if cached:
+        return f"{cached.group(1)}/{cached.group(2)}"
+    return name if _is_hub_id(name) and not os.path.isdir(name) else None
+
+
+def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool) -> None:
+    dims, target = text_dims(model), pack.target
+    if (dims.hidden_size, dims.num_layers) != (target.hidden_size, target.num_layers):
+        raise IncompatiblePackError(
+            f"pack {pack.name!r} is for {target.model_id} (text hidden_size={target.hidden_size}, "
+            f"num_layers={target.num_layers}), but {type(model).__name__} has text "
+            f"hidden_size={dims.hidden_size}, num_layers={dims.num_layers}; the model is untouched"
+        )
+    found = _model_id(model, model_id)
+    if found is not None and found.casefold() == target.model_id.casefold():
+        return
+    if found is None:
+        message = (f"cannot tell which model this is (no Hub id in name_or_path); pack "
+                   f"{pack.name!r} is for {target.model_id}: pass model_id= to check it")
+    else:
+        message = (f"pack {pack.name!r} was built for {target.model_id} but the model is {found} "
+                   "(same text dimensions)")
+    if strict:
+        raise IncompatiblePackError(message + "; strict=True refuses it, the model is untouched")
+    if found is None:
+        logger.info(message)
+    else:
+        warnings.warn(message + "; pass strict=True to refuse such a pack", stacklevel=3)
+
+
+def _resolve_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str | None) -> Pack:
+    """The one place a ``pack`` argument becomes a Pack: a Pack, a local folder, or (with the Hub
+    module) a Hub id or the model's own id."""
+    if isinstance(pack, Pack):
+        return pack.validate()
+    if pack is not None and not isinstance(pack, str | os.PathLike):
+        raise L2VHubError(f"pack must be a Pack, a pack folder or None, got {type(pack).__name__}")
+    if pack is not None and (Path(pack).is_dir() or not _is_hub_id(pack)):
+        return Pack.from_pretrained(pack)  # a PackError names a missing or broken folder
+    what = "by the model's id" if pack is None else f"from the Hub id {pack!r}"
+    raise L2VHubError(
+        f"resolving a pack {what} needs the Hub module, which this l2v-hub does not have yet; "
+        "pass a Pack or the path of a local pack folder"
+    )
+
+
+def _is_hub_id(value: str | os.PathLike[str]) -> bool:
+    try:
+        return isinstance(value, str) and bool(check_model_id(value))
+    except L2VHubError:
+        return False
+
+
+def patch(
+    model: nn.Module,
+    pack: Pack | PathLike | None = None,
+    *,
+    strength: float | None = None,
+    layers: int | Iterable[int] | None = None,
+    op: str | None = None,
+    positions: str | None = None,
+    model_id: str | None = None,
+    strict: bool = False,
+    layers_path: str | None = None,
+) -> Patch:
+    """Steer ``model`` with ``pack``; anything not given comes from the pack's defaults and hook.
+
+    Raises ``IncompatiblePackError`` when the pack's target dimensions differ from the model's
+    text config (or, with ``strict=True``, its model id), ``PackError`` for a broken pack and
+    ``L2VHubError`` for bad arguments; in every case before the model is touched.
+    See docs/loader.md for the exact semantics of ``op`` and ``positions``.
+    """
+    if not isinstance(model, nn.Module):
+        raise L2VHubError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    resolved = _resolve_pack(pack, model, model_id)
+    _check_fit(model, resolved, model_id, strict)
+    num_layers = resolved.target.num_layers
+    chosen = _check_layers(resolved.defaults.layers if layers is None else layers, num_layers)
+    lam = _check_strength(resolved.defaults.strength if strength is None else strength)
+    op = _choice(op, resolved.hook.op, "op", OPS)
+    positions = _choice(positions, resolved.hook.positions, "positions", POSITIONS)
+    found = find_blocks(model, layers_path)
+    taken = {p for m in [*model.modules(), *found.blocks] if (p := _ACTIVE.get(m)) is not None}
+    if taken:
+        raise L2VHubError(f"{type(model).__name__} is already patched by {taken.pop()!r}; call "
+                          "its .remove() or l2v_hub.unpatch(model) first")
+    handle = Patch(model, resolved, chosen, op, positions, lam, found.path)
+    handle._apply(model, found.blocks)
+    return handle
+
+
+def unpatch(model: nn.Module) -> int:
+    """Remove every patch on ``model`` or any of its modules; return how many were removed."""
+    patches = {id(p): p for m in model.modules() if (p := _ACTIVE.get(m)) is not None}
+    for p in patches.values():
+        p.remove()
+    return len(patches)

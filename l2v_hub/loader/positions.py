@@ -1,0 +1,222 @@
+"""Which token positions a patch steers, decided once per forward pass of the patched model.
+
+A position is a row's absolute position counted from its first real (non-pad) token. A token is
+"generated" when its position is at or after the row's prompt length, the prompt being what the
+first forward of a ``generate`` call received (outside ``generate``: a forward with an empty
+cache). Both are derived from the 2D ``attention_mask`` (or, without one, the cache length), never
+from ``position_ids``, which multimodal RoPE models (Qwen2-VL) compress over image tokens. So the
+same tokens are steered with or without the KV cache, with left padding or row by row.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ..errors import L2VHubError
+
+__all__ = ["PositionTracker", "select"]
+
+
+def select(policy: str, pos: torch.Tensor, prompt: int | torch.Tensor) -> torch.Tensor:
+    """Boolean mask of the steered positions: ``pos`` are absolute positions, ``prompt`` the
+    prompt length (an int, or one per row as a ``[B, 1]`` tensor)."""
+    if policy == "all":
+        return torch.ones_like(pos, dtype=torch.bool)
+    if policy == "generated":
+        return pos >= prompt
+    if policy == "first_and_generated":
+        return (pos == 0) | (pos >= prompt)
+    if policy == "prompt_last":
+        return pos == prompt - 1
+    raise L2VHubError(f"unknown positions policy {policy!r}")
+
+
+def _count(policy: str, start: int, stop: int, prompt: int) -> int:
+    """How many of the positions start..stop-1 ``select`` steers, from integers alone."""
+    generated = max(0, stop - max(start, prompt))
+    if policy == "all":
+        return stop - start
+    if policy == "generated":
+        return generated
+    if policy == "first_and_generated":
+        return generated + int(start <= 0 < stop and prompt > 0)
+    return int(start <= prompt - 1 < stop)  # prompt_last
+
+
+def _cache_length(cache: Any) -> int:
+    if cache is None:
+        return 0
+    if hasattr(cache, "get_seq_length"):
+        return int(cache.get_seq_length())
+    if isinstance(cache, tuple | list):  # the legacy tuple-of-tuples format
+        return int(cache[0][0].shape[-2]) if len(cache) and len(cache[0]) else 0
+    raise L2VHubError(f"cannot read the length of a {type(cache).__name__} cache")
+
+
+class PositionTracker:
+    """A forward pre-hook for the patched model plus a wrapper for its ``generate``.
+
+    After each forward pre-hook, ``mask_for(hidden)`` gives the block hooks what to steer: True
+    (every token), False (none) or a ``[B, T, 1]`` boolean mask on the hidden state's device.
+    """
+
+    def __init__(self, policy: str, forward: Callable[..., Any]) -> None:
+        self.policy = policy
+        names: Sequence[str] = list(inspect.signature(forward).parameters)
+        self._index = {name: i for i, name in enumerate(names)}
+        self._generating = 0
+        self._prompt_pending = False
+        self._generate_mask: torch.Tensor | None = None  # the 2D mask given to generate
+        self._prompt: int | torch.Tensor | None = None  # prompt length, one per row if a tensor
+        self._batch = 0
+        self._shape: tuple[int, int] | None = None
+        self._mask: bool | torch.Tensor = False
+        self._on_device: dict[torch.device, torch.Tensor] = {}
+
+    def _arg(self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
+        if name in kwargs:
+            return kwargs[name]
+        i = self._index.get(name)
+        return args[i] if i is not None and i < len(args) else None
+
+    def wrap_generate(self, generate: Callable[..., Any]) -> Callable[..., Any]:
+        """``generate`` that marks its first forward as the prompt."""
+
+        @functools.wraps(generate)
+        def generate_steered(*args: Any, **kwargs: Any) -> Any:
+            mask = kwargs.get("attention_mask")
+            self._generate_mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+            self._generating += 1
+            self._prompt_pending = True
+            try:
+                return generate(*args, **kwargs)
+            finally:
+                self._generating -= 1
+                self._prompt_pending = False
+
+        return generate_steered
+
+    def before_forward(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        tokens = self._arg(args, kwargs, "input_ids")
+        if tokens is None:
+            tokens = self._arg(args, kwargs, "inputs_embeds")
+        if not isinstance(tokens, torch.Tensor) or tokens.ndim < 2:
+            raise L2VHubError(
+                f"a patched {type(module).__name__} needs input_ids or inputs_embeds of shape "
+                "[batch, tokens, ...] to know which positions to steer"
+            )
+        batch, length = int(tokens.shape[0]), int(tokens.shape[1])
+        mask = self._arg(args, kwargs, "attention_mask")
+        cache = self._arg(args, kwargs, "cache")
+        if cache is None:
+            cache = self._arg(args, kwargs, "past_key_values")
+        if isinstance(mask, torch.Tensor) and mask.ndim == 2:
+            self._from_mask(mask, batch, length)
+        elif mask is None:
+            self._from_columns(cache, self._arg(args, kwargs, "cache_position"), tokens.device,
+                               batch, length)
+        elif self._generating:
+            # A 4D mask: generate built it for a static / hybrid cache (Gemma2/3 in 4.51); the
+            # rows' padding comes from the 2D mask generate itself received.
+            self._from_columns(cache, self._arg(args, kwargs, "cache_position"), tokens.device,
+                               batch, length, self._padding_for(batch, tokens.device))
+        else:
+            raise L2VHubError(
+                f"a patched model needs a 2D attention_mask [batch, past + new tokens] (or none) "
+                f"to know which positions to steer; got a {type(mask).__name__} of shape "
+                f"{tuple(getattr(mask, 'shape', ()))}. 4D masks are supported inside generate only"
+            )
+        self._shape = (batch, length)
+        self._on_device = {}
+
+    def _padding_for(self, batch: int, device: torch.device) -> torch.Tensor | None:
+        """generate's 2D mask as real-token flags, on ``device`` and expanded to ``batch`` rows
+        (beams, num_return_sequences); converted once per generate call, not per step."""
+        padded = self._generate_mask
+        if padded is None or (padded.dtype == torch.bool and padded.device == device
+                              and padded.shape[0] == batch):
+            return padded
+        padded = (padded != 0).to(device)
+        if padded.shape[0] != batch:
+            padded = padded.repeat_interleave(batch // padded.shape[0], dim=0)
+        self._generate_mask = padded
+        return padded
+
+    def _starts_prompt(self, past: int, batch: int) -> bool:
+        if self._generating:
+            fresh, self._prompt_pending = self._prompt_pending, False
+        else:
+            fresh = past == 0
+        if not fresh and self._prompt is not None and batch != self._batch:
+            raise L2VHubError(
+                f"the batch changed from {self._batch} to {batch} rows while continuing from a "
+                "cache; start the new batch with a fresh cache"
+            )
+        self._batch = batch
+        return fresh or self._prompt is None
+
+    def _from_mask(self, mask: torch.Tensor, batch: int, length: int) -> None:
+        if mask.shape[1] < length:
+            raise L2VHubError(
+                f"attention_mask has {mask.shape[1]} columns for {length} new tokens; it must "
+                "cover the cached tokens too (HF convention: [batch, past + new])"
+            )
+        real = mask != 0
+        seen = real.cumsum(1)
+        if self._starts_prompt(mask.shape[1] - length, batch):
+            self._prompt = seen[:, -1:]
+        steer = select(self.policy, seen[:, -length:] - 1, self._prompt) & real[:, -length:]
+        self._mask = steer.unsqueeze(-1)
+
+    def _from_columns(self, cache: Any, cache_position: Any, device: torch.device, batch: int,
+                      length: int, padded: torch.Tensor | None = None) -> None:
+        """No 2D mask in this forward: the new tokens are the next ``length`` columns of every
+        row; ``padded`` flags the real tokens of the 2D mask generate received (if any)."""
+        if self._generating and isinstance(cache_position, torch.Tensor):
+            start, columns = None, cache_position.reshape(1, -1)  # on device: no host sync
+        else:
+            start, columns = _cache_length(cache), None
+        if self._starts_prompt(start or 0, batch):
+            if padded is not None:
+                self._prompt = padded.sum(1, keepdim=True)
+            else:
+                self._prompt = start + length if columns is None else columns[:, -1:] + 1
+        prompt = self._prompt
+        if columns is None:
+            if padded is None and isinstance(prompt, int):
+                steered = _count(self.policy, start, start + length, prompt)
+                if steered in (0, length):  # the usual decode step: no mask tensor at all
+                    self._mask = steered == length
+                    return
+            columns = torch.arange(start, start + length, device=device).reshape(1, -1)
+        if padded is None:
+            self._mask = select(self.policy, columns, prompt).expand(batch, -1).unsqueeze(-1)
+            return
+        width = padded.shape[1]
+        seen = padded.cumsum(1)
+        inside = columns < width
+        index = columns.clamp(max=width - 1).expand(batch, -1)
+        pos = torch.where(inside, seen.gather(1, index) - 1, seen[:, -1:] + columns - width)
+        real = ~inside | padded.gather(1, index)
+        self._mask = (select(self.policy, pos, self._prompt) & real).unsqueeze(-1)
+
+    def mask_for(self, hidden: torch.Tensor) -> bool | torch.Tensor:
+        """What to steer in ``hidden`` (a block's ``[B, T, H]`` output) in this forward."""
+        if self._shape is None or tuple(hidden.shape[:2]) != self._shape or hidden.ndim != 3:
+            raise L2VHubError(
+                f"a steered block produced hidden states of shape {tuple(hidden.shape)}, but the "
+                f"patched model's last forward had [batch, tokens] = {self._shape}; call the "
+                "patched model itself (forward or generate), not one of its submodules"
+            )
+        mask = self._mask
+        if isinstance(mask, bool):
+            return mask
+        moved = self._on_device.get(hidden.device)
+        if moved is None:
+            moved = self._on_device[hidden.device] = mask.to(hidden.device, non_blocking=True)
+        return moved

@@ -1,0 +1,297 @@
+"""l2v_hub.patch on tiny random models of every supported type: steering takes effect, is the
+same with and without the KV cache and with left padding, and is removed without a trace."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from conftest import random_pack
+from packaging.version import Version
+from tiny_models import (
+    HIDDEN,
+    LAYERS,
+    build,
+    generate,
+    left_pad,
+    model_type_params,
+    transformers_version,
+)
+
+import l2v_hub
+from l2v_hub import IncompatiblePackError, L2VHubError, Pack, PackError
+from l2v_hub.loader.patch import MAX_STRENGTH
+
+# Blocks 0 and 2: Mllama's block 1 is a cross-attention block, which text-only inputs skip.
+STEERED = (0, 2)
+PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14, 15, 16, 17, 18]]
+ATOL = 1e-4
+
+
+def logits(model: torch.nn.Module, ids: list[int] | None = None) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids or PROMPTS[0]])).logits
+
+
+def hook_count(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def tiny_pack(**kwargs: object) -> Pack:
+    return random_pack(HIDDEN, LAYERS, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("model_type", model_type_params())
+def test_steering_changes_logits_and_remove_restores_them_bit_for_bit(model_type: str) -> None:
+    model = build(model_type)
+    before, hooks = logits(model), hook_count(model)
+    handle = l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5)
+    steered = logits(model)
+    assert not torch.allclose(steered, before, atol=1e-3)
+    handle.remove()
+    assert torch.equal(logits(model), before)
+    assert hook_count(model) == hooks and "generate" not in vars(model)
+
+
+# PaliGemma in transformers<4.52 attends bidirectionally over every multi-token forward, so even
+# unpatched its logits differ with and without the cache: nothing to compare the patch against.
+PALIGEMMA_CACHE_SKIP = {
+    "paligemma": (
+        transformers_version < Version("4.52"),
+        "transformers<4.52 PaliGemma is not causal without a cache (prefix attention), even unpatched",
+    )
+}
+
+
+@pytest.mark.parametrize("model_type", model_type_params(PALIGEMMA_CACHE_SKIP))
+def test_greedy_generate_is_the_same_with_and_without_the_cache(model_type: str) -> None:
+    model = build(model_type)
+    ids = torch.tensor([PROMPTS[0]])
+    with l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5):
+        cached = generate(model, ids, use_cache=True)
+        uncached = generate(model, ids, use_cache=False)
+    assert torch.equal(cached.sequences, uncached.sequences)
+    for step, (a, b) in enumerate(zip(cached.logits, uncached.logits, strict=True)):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0, msg=f"step {step}")
+
+
+@pytest.mark.parametrize("model_type", model_type_params())
+def test_left_padded_batch_gives_what_each_prompt_gives_alone(model_type: str) -> None:
+    model = build(model_type)
+    ids, mask = left_pad(PROMPTS)
+    with l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5):
+        batch = generate(model, ids, mask)
+        alone = [generate(model, torch.tensor([p])) for p in PROMPTS]
+    for row, single in enumerate(alone):
+        assert torch.equal(batch.sequences[row, ids.shape[1]:], single.sequences[0, len(PROMPTS[row]):])
+        for step, (a, b) in enumerate(zip(batch.logits, single.logits, strict=True)):
+            torch.testing.assert_close(a[row], b[0], atol=ATOL, rtol=0, msg=f"row {row} step {step}")
+
+
+@pytest.mark.parametrize("model_type", model_type_params())
+@pytest.mark.parametrize(("hidden", "layers"), [(HIDDEN + 8, LAYERS), (HIDDEN, LAYERS + 1)])
+def test_incompatible_pack_raises_and_leaves_the_model_untouched(
+    model_type: str, hidden: int, layers: int
+) -> None:
+    model = build(model_type)
+    before, hooks = logits(model), hook_count(model)
+    with pytest.raises(IncompatiblePackError) as err:
+        l2v_hub.patch(model, random_pack(hidden, layers))
+    assert f"hidden_size={hidden}" in str(err.value) and f"hidden_size={HIDDEN}" in str(err.value)
+    assert f"num_layers={layers}" in str(err.value) and f"num_layers={LAYERS}" in str(err.value)
+    assert torch.equal(logits(model), before) and hook_count(model) == hooks
+    assert "generate" not in vars(model)
+
+
+# -- the rest on one LLM and one VLM -------------------------------------------------------------
+
+
+@pytest.fixture(params=["llama", "qwen2_vl"])
+def model(request: pytest.FixtureRequest) -> torch.nn.Module:
+    return build(request.param)
+
+
+def test_everything_not_given_comes_from_the_pack(model: torch.nn.Module) -> None:
+    pack = tiny_pack()
+    with l2v_hub.patch(model, pack) as handle:
+        assert handle.layers == pack.defaults.layers and handle.strength == pack.defaults.strength
+        assert (handle.op, handle.positions) == (pack.hook.op, pack.hook.positions)
+        assert handle.layers_path.endswith("layers")
+
+
+def test_a_pack_folder_is_loaded_and_verified(model: torch.nn.Module, tmp_path) -> None:
+    pack = tiny_pack()
+    pack.save_pretrained(tmp_path / "p")
+    with l2v_hub.patch(model, tmp_path / "p", layers=STEERED) as handle:
+        assert torch.equal(handle.pack.directions, pack.directions)
+        steered = logits(model)
+    with l2v_hub.patch(model, pack, layers=STEERED):
+        assert torch.equal(logits(model), steered)
+
+
+@pytest.mark.parametrize("pack", [None, "someone/some-pack"])
+def test_resolution_by_id_says_it_needs_the_hub_module(model: torch.nn.Module, pack) -> None:
+    with pytest.raises(L2VHubError, match=r"needs the Hub module.*pass a Pack or the path"):
+        l2v_hub.patch(model, pack)
+    assert hook_count(model) == 0
+
+
+def test_a_missing_folder_or_a_wrong_type_is_named(model: torch.nn.Module, tmp_path) -> None:
+    with pytest.raises(PackError, match="no pack folder at"):
+        l2v_hub.patch(model, tmp_path / "missing")
+    with pytest.raises(PackError, match="no pack folder at"):
+        l2v_hub.patch(model, "./missing-pack")
+    with pytest.raises(L2VHubError, match="pack must be a Pack, a pack folder or None, got int"):
+        l2v_hub.patch(model, 3)  # type: ignore[arg-type]
+    assert hook_count(model) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"strength": float("nan")}, "strength must be finite"),
+        ({"strength": float("inf")}, "strength must be finite"),
+        ({"strength": MAX_STRENGTH + 1}, "strength must be finite and within"),
+        ({"strength": True}, "strength must be a number"),
+        ({"strength": "0.1"}, "strength must be a number"),
+        ({"layers": [-1]}, r"outside the model's text blocks 0\.\.2"),
+        ({"layers": [LAYERS]}, r"layers \[3\] are outside"),
+        ({"layers": []}, "non-empty list"),
+        ({"layers": [1, 1]}, "name a block twice"),
+        ({"layers": [1.0]}, "integer block indices"),
+        ({"layers": "1"}, "a block index or a list"),
+        ({"op": "multiply"}, "op must be one of 'norm_preserving_add', 'add'"),
+        ({"positions": "last"}, "positions must be one of 'first_and_generated'"),
+        ({"layers_path": "model.nowhere"}, "layers_path='model.nowhere'.*missing"),
+        ({"model_id": "../etc"}, "model_id must be a Hub repo id"),
+    ],
+)
+def test_bad_arguments_raise_before_the_model_is_touched(
+    model: torch.nn.Module, kwargs: dict, message: str
+) -> None:
+    before = logits(model)
+    with pytest.raises(L2VHubError, match=message):
+        l2v_hub.patch(model, tiny_pack(), **kwargs)
+    assert hook_count(model) == 0 and "generate" not in vars(model)
+    assert torch.equal(logits(model), before)
+
+
+def test_other_model_id_warns_and_strict_refuses(model: torch.nn.Module) -> None:
+    pack = tiny_pack(target_id="org/the-model")
+    with pytest.warns(UserWarning, match="built for org/the-model but the model is org/other"):
+        l2v_hub.patch(model, pack, model_id="org/other").remove()
+    with pytest.raises(IncompatiblePackError, match=r"org/the-model.*org/other.*strict=True"):
+        l2v_hub.patch(model, pack, model_id="org/other", strict=True)
+    with pytest.raises(IncompatiblePackError, match="cannot tell which model"):
+        l2v_hub.patch(model, pack, strict=True)  # built from a config: no id to check
+    assert hook_count(model) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        l2v_hub.patch(model, pack, model_id="ORG/The-Model", strict=True).remove()
+
+
+def test_model_id_comes_from_name_or_path(model: torch.nn.Module) -> None:
+    pack = tiny_pack(target_id="org/the-model")
+    model.config._name_or_path = "org/the-model"
+    l2v_hub.patch(model, pack, strict=True).remove()
+    model.config._name_or_path = "/cache/hub/models--org--the-model/snapshots/0123abcd/"
+    l2v_hub.patch(model, pack, strict=True).remove()
+    model.config._name_or_path = "org/other"
+    with pytest.raises(IncompatiblePackError, match="org/other"):
+        l2v_hub.patch(model, pack, strict=True)
+
+
+def test_second_patch_raises_until_the_first_is_removed(model: torch.nn.Module) -> None:
+    first = l2v_hub.patch(model, tiny_pack(), layers=[0])
+    with pytest.raises(L2VHubError, match="already patched"):
+        l2v_hub.patch(model, tiny_pack(seed=1), layers=[2])
+    first.remove()
+    first.remove()  # idempotent
+    assert not first.active
+    l2v_hub.patch(model, tiny_pack(seed=1), layers=[2]).remove()
+    assert hook_count(model) == 0
+
+
+def test_unpatch_removes_patches_on_the_model_or_inside_it(model: torch.nn.Module) -> None:
+    before = logits(model)
+    backbone = model.get_decoder()  # patching the text backbone alone is allowed too
+    l2v_hub.patch(backbone, tiny_pack(), layers=STEERED)
+    with pytest.raises(L2VHubError, match="already patched"):
+        l2v_hub.patch(model, tiny_pack())
+    assert l2v_hub.unpatch(model) == 1
+    assert l2v_hub.unpatch(model) == 0
+    assert torch.equal(logits(model), before) and hook_count(model) == 0
+
+
+def test_strength_and_enabled_change_without_repatching(model: torch.nn.Module) -> None:
+    before = logits(model)
+    with l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5) as handle:
+        half = logits(model)
+        handle.strength = 0.9
+        assert not torch.allclose(logits(model), half)
+        handle.strength = 0.0  # norm_preserving_add with lambda 0 is the identity
+        torch.testing.assert_close(logits(model), before, atol=1e-5, rtol=0)
+        handle.strength = 0.5
+        handle.enabled = False
+        assert torch.equal(logits(model), before)
+        handle.enabled = True
+        assert torch.equal(logits(model), half)
+        with pytest.raises(L2VHubError, match="strength must be finite"):
+            handle.strength = float("nan")
+        with pytest.raises(L2VHubError, match="enabled must be True or False"):
+            handle.enabled = 1  # type: ignore[assignment]
+        assert "enabled" in repr(handle)
+    assert "removed" in repr(handle)
+
+
+def test_a_failure_half_way_leaves_no_hook(model: torch.nn.Module, monkeypatch) -> None:
+    blocks = l2v_hub.loader.find_blocks(model).blocks
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no hooks here")
+
+    monkeypatch.setattr(blocks[2], "register_forward_hook", refuse)
+    with pytest.raises(RuntimeError, match="no hooks here"):
+        l2v_hub.patch(model, tiny_pack(), layers=[0, 2])
+    assert hook_count(model) == 0 and "generate" not in vars(model)
+    monkeypatch.undo()
+    l2v_hub.patch(model, tiny_pack(), layers=[0, 2]).remove()  # nothing left registered
+
+
+def test_works_under_inference_mode_and_with_gradients(model: torch.nn.Module) -> None:
+    ids = torch.tensor([PROMPTS[0]])
+    with torch.inference_mode():
+        handle = l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5)
+        in_inference = model(input_ids=ids).logits
+    steered = model(input_ids=ids).logits
+    torch.testing.assert_close(steered.detach(), in_inference, atol=0, rtol=0)
+    steered.square().mean().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert grads and all(torch.isfinite(g).all() for g in grads.values())
+    handle.remove()
+    model.zero_grad()
+    model(input_ids=ids).logits.square().mean().backward()
+    assert any(not torch.allclose(p.grad, grads[n]) for n, p in model.named_parameters()
+               if n in grads)
+
+
+def test_an_offloaded_model_is_steered_on_its_execution_device(model: torch.nn.Module) -> None:
+    """accelerate's cpu_offload leaves the weights on 'meta' until each forward; the vectors must
+    go to the execution device instead (as with a device_map spread over devices)."""
+    import accelerate
+    with l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5):
+        reference = logits(model)
+    accelerate.cpu_offload(model, execution_device=torch.device("cpu"))
+    assert next(model.parameters()).device.type == "meta"
+    with l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5) as handle:
+        assert {s.vector.device.type for s in steerers(model)} == {"cpu"}
+        torch.testing.assert_close(logits(model), reference, atol=1e-5, rtol=0)
+    assert not handle.active
+
+
+def steerers(model: torch.nn.Module) -> list:
+    from l2v_hub.loader.steer import BlockSteerer
+
+    return [h for m in model.modules() for h in m._forward_hooks.values()
+            if isinstance(h, BlockSteerer)]

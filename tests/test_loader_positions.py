@@ -1,0 +1,175 @@
+"""The steered positions are exactly those each policy names, checked by capturing a steered
+block's output before and after the steering hook, forward by forward, through generate (with and
+without the cache, left-padded), a manual loop, and a Qwen2-VL prompt with real image tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import random_pack
+from tiny_models import (
+    HIDDEN,
+    IMAGE,
+    LAYERS,
+    VISION_END,
+    VISION_START,
+    build,
+    generate,
+    left_pad,
+    qwen2_vl_image_inputs,
+)
+
+import l2v_hub
+from l2v_hub import L2VHubError
+from l2v_hub.metadata import POSITIONS
+
+BLOCK = 2
+PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14, 15, 16, 17, 18]]
+IMAGE_PROMPTS = [
+    [5, VISION_START, *[IMAGE] * 4, VISION_END, 6, 7],
+    [8, 9, 10, VISION_START, *[IMAGE] * 4, VISION_END, 11, 12, 13],
+]
+
+
+class Recorder:
+    """Per forward, a [B, T] mask of the tokens whose block output the patch changed."""
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        self.raw: list[torch.Tensor] = []
+        self.steered: list[torch.Tensor] = []
+        first = lambda out: (out[0] if isinstance(out, tuple) else out).detach().clone()  # noqa: E731
+        self._handles = [
+            block.register_forward_hook(lambda m, a, out: self.raw.append(first(out)), prepend=True),
+            block.register_forward_hook(lambda m, a, out: self.steered.append(first(out))),
+        ]
+
+    def masks(self) -> list[torch.Tensor]:
+        for h in self._handles:
+            h.remove()
+        return [(a != b).any(-1) for a, b in zip(self.raw, self.steered, strict=True)]
+
+
+def expected(policy: str, prompts: list[list[int]], widths: list[int]) -> list[torch.Tensor]:
+    """What ``policy`` steers in each forward, from first principles: forward f sees the last
+    widths[f] columns of a sequence of W + f columns (W = the padded prompt width)."""
+    width = max(map(len, prompts))
+    masks = []
+    for f, tokens in enumerate(widths):
+        mask = torch.zeros(len(prompts), tokens, dtype=torch.bool)
+        for row, prompt in enumerate(prompts):
+            pad, length = width - len(prompt), len(prompt)
+            for t, column in enumerate(range(width + f - tokens, width + f)):
+                if column < pad:
+                    continue
+                pos = column - pad
+                mask[row, t] = {
+                    "all": True,
+                    "generated": pos >= length,
+                    "first_and_generated": pos == 0 or pos >= length,
+                    "prompt_last": pos == length - 1,
+                }[policy]
+        masks.append(mask)
+    return masks
+
+
+def assert_masks(observed: list[torch.Tensor], wanted: list[torch.Tensor]) -> None:
+    assert len(observed) == len(wanted)
+    for f, (got, want) in enumerate(zip(observed, wanted, strict=True)):
+        assert torch.equal(got, want), f"forward {f}: steered {got.int().tolist()}, expected {want.int().tolist()}"
+
+
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
+@pytest.mark.parametrize("policy", POSITIONS)
+@pytest.mark.parametrize("model_type", ["llama", "gemma2", "qwen2_vl"])
+def test_generate_steers_exactly_the_policy_positions(model_type: str, policy: str,
+                                                      use_cache: bool) -> None:
+    model = build(model_type)
+    ids, mask = left_pad(PROMPTS)
+    with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS), layers=[BLOCK], positions=policy):
+        recorder = Recorder(l2v_hub.loader.find_blocks(model).blocks[BLOCK])
+        generate(model, ids, mask, new_tokens=4, use_cache=use_cache)
+        observed = recorder.masks()
+    assert_masks(observed, expected(policy, PROMPTS, [m.shape[1] for m in observed]))
+    if use_cache:
+        assert [m.shape[1] for m in observed] == [ids.shape[1], 1, 1, 1]
+
+
+@pytest.mark.parametrize("policy", ["first_and_generated", "prompt_last"])
+def test_image_tokens_count_as_positions(policy: str) -> None:
+    """Qwen2-VL's M-RoPE position ids compress the 2x2 image tokens; absolute positions do not."""
+    model = build("qwen2_vl")
+    ids, mask = left_pad(IMAGE_PROMPTS)
+    images = qwen2_vl_image_inputs(ids, model, seeds=[0, 1])
+    with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS), layers=[BLOCK], positions=policy):
+        recorder = Recorder(l2v_hub.loader.find_blocks(model).blocks[BLOCK])
+        batch = generate(model, ids, mask, new_tokens=3, **images)
+        observed = recorder.masks()
+        alone = [generate(model, torch.tensor([p]), new_tokens=3,
+                          **qwen2_vl_image_inputs(torch.tensor([p]), model, seeds=[seed]))
+                 for seed, p in enumerate(IMAGE_PROMPTS)]
+        uncached = generate(model, ids, mask, new_tokens=3, use_cache=False, **images)
+    assert_masks(observed, expected(policy, IMAGE_PROMPTS, [ids.shape[1], 1, 1]))
+    assert torch.equal(batch.sequences, uncached.sequences)
+    for row, single in enumerate(alone):
+        assert torch.equal(batch.sequences[row, ids.shape[1]:], single.sequences[0, -3:])
+        for a, b, c in zip(batch.logits, single.logits, uncached.logits, strict=True):
+            torch.testing.assert_close(a[row], b[0], atol=1e-4, rtol=0)
+            torch.testing.assert_close(a[row], c[row], atol=1e-4, rtol=0)
+
+
+def _cache_kwarg(model: torch.nn.Module) -> str:
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+@pytest.mark.parametrize("with_mask", [True, False], ids=["mask", "no-mask"])
+def test_a_manual_loop_steers_what_generate_steers(with_mask: bool) -> None:
+    model = build("llama")
+    prompts = PROMPTS if with_mask else PROMPTS[:1]
+    ids, mask = left_pad(prompts)
+    handle = l2v_hub.patch(model, random_pack(HIDDEN, LAYERS), layers=[BLOCK])
+    reference = generate(model, ids, mask, new_tokens=4)
+    recorder = Recorder(l2v_hub.loader.find_blocks(model).blocks[BLOCK])
+    key, cache, step, logits = _cache_kwarg(model), None, ids, []
+    with torch.no_grad():
+        for _ in range(4):
+            kwargs = {"attention_mask": mask} if with_mask else {}
+            out = model(input_ids=step, use_cache=True, **{key: cache}, **kwargs)
+            cache = getattr(out, key)
+            logits.append(out.logits[:, -1])
+            step = out.logits[:, -1:].argmax(-1)
+            mask = torch.cat([mask, torch.ones_like(step)], dim=1)
+    handle.remove()
+    assert_masks(recorder.masks(), expected("first_and_generated", prompts, [ids.shape[1], 1, 1, 1]))
+    for a, b in zip(logits, reference.logits, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_beam_search_is_the_same_with_and_without_the_cache() -> None:
+    model = build("llama")
+    ids, mask = left_pad(PROMPTS)
+    with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS), layers=[0, 2], strength=0.5):
+        runs = [model.generate(ids, attention_mask=mask, num_beams=2, max_new_tokens=4,
+                               min_new_tokens=4, do_sample=False, use_cache=c, pad_token_id=0)
+                for c in (True, False)]
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_a_4d_mask_outside_generate_is_refused() -> None:
+    model = build("llama")
+    with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS)):
+        with pytest.raises(L2VHubError, match="needs a 2D attention_mask"):
+            model(input_ids=torch.tensor([[5, 6]]), attention_mask=torch.ones(1, 1, 2, 2))
+        with pytest.raises(L2VHubError, match="must cover the cached tokens"):
+            model(input_ids=torch.tensor([[5, 6]]), attention_mask=torch.ones(1, 1))
+
+
+def test_calling_a_submodule_directly_is_refused_not_mis_steered() -> None:
+    model = build("llama")
+    with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS)):
+        with pytest.raises(L2VHubError, match="call the patched model itself"):
+            model.model(input_ids=torch.tensor([[5, 6]]))  # no forward of the patched model yet
+        model(input_ids=torch.tensor([[5, 6, 7, 8]]))
+        with pytest.raises(L2VHubError, match=r"last forward had \[batch, tokens\] = \(1, 4\)"):
+            model.model(input_ids=torch.tensor([[5, 6]]))

@@ -1,0 +1,254 @@
+"""Tiny random transformers models of every model type the loader supports, built offline from
+configs in milliseconds. Shared by the loader tests; not a test module itself.
+
+Every text decoder here has ``HIDDEN`` = 32 and ``LAYERS`` = 3 blocks (Mllama: block 1 is a
+cross-attention block, as in the real model), so one pack shape fits them all.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import transformers
+from packaging.version import Version
+
+HIDDEN, LAYERS, VOCAB = 32, 3, 128
+PAD = 0
+transformers_version = Version(transformers.__version__)
+# transformers-native InternVL (InternVLForConditionalGeneration) first shipped in 4.52.
+HAS_INTERNVL = transformers_version >= Version("4.52")
+
+# Special tokens of the VLMs, inside the tiny vocabulary.
+IMAGE, VIDEO, VISION_START, VISION_END = 120, 121, 122, 123
+
+_TEXT = dict(
+    vocab_size=VOCAB,
+    hidden_size=HIDDEN,
+    intermediate_size=64,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    pad_token_id=PAD,
+    bos_token_id=1,
+    eos_token_id=2,
+    tie_word_embeddings=False,
+)
+_VIT = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+
+
+def _text(**extra: Any) -> dict[str, Any]:
+    return {**_TEXT, **extra}
+
+
+def _llama() -> Any:
+    return transformers.LlamaConfig(**_text())
+
+
+def _qwen2() -> Any:
+    return transformers.Qwen2Config(**_text())
+
+
+def _mistral() -> Any:
+    return transformers.MistralConfig(**_text(sliding_window=None))
+
+
+def _phi3() -> Any:
+    return transformers.Phi3Config(**_text())
+
+
+def _gemma2() -> Any:
+    return transformers.Gemma2Config(**_text(head_dim=8))
+
+
+def _gpt2() -> Any:
+    return transformers.GPT2Config(
+        vocab_size=VOCAB, n_embd=HIDDEN, n_layer=LAYERS, n_head=4, n_positions=256,
+        bos_token_id=1, eos_token_id=2, pad_token_id=PAD,
+    )
+
+
+def _qwen_vl_tokens() -> dict[str, Any]:
+    return dict(
+        image_token_id=IMAGE, video_token_id=VIDEO,
+        vision_start_token_id=VISION_START, vision_end_token_id=VISION_END,
+        rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
+    )
+
+
+def _qwen2_vl() -> Any:
+    vision = dict(depth=1, embed_dim=16, hidden_size=HIDDEN, num_heads=2, mlp_ratio=2,
+                  patch_size=2, spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
+    return transformers.Qwen2VLConfig(**_text(), **_qwen_vl_tokens(), vision_config=vision)
+
+
+def _qwen2_5_vl() -> Any:
+    vision = dict(depth=1, hidden_size=16, out_hidden_size=HIDDEN, intermediate_size=32,
+                  num_heads=2, patch_size=2, spatial_merge_size=2, temporal_patch_size=2,
+                  in_channels=3, window_size=8, fullatt_block_indexes=[0])
+    return transformers.Qwen2_5_VLConfig(**_text(), **_qwen_vl_tokens(), vision_config=vision)
+
+
+def _clip() -> dict[str, Any]:
+    return dict(model_type="clip_vision_model", **_VIT, image_size=8, patch_size=4,
+                projection_dim=16)
+
+
+def _llava() -> Any:
+    return transformers.LlavaConfig(
+        vision_config=_clip(), text_config=dict(model_type="llama", **_text()),
+        image_token_index=IMAGE, image_seq_length=4, vision_feature_layer=-1,
+    )
+
+
+def _llava_next() -> Any:
+    return transformers.LlavaNextConfig(
+        vision_config=_clip(), text_config=dict(model_type="llama", **_text()),
+        image_token_index=IMAGE, image_grid_pinpoints=[[8, 8]], vision_feature_layer=-1,
+    )
+
+
+def _idefics3_like(config_class: type) -> Any:
+    return config_class(
+        vision_config=dict(**_VIT, image_size=8, patch_size=4),
+        text_config=dict(model_type="llama", **_text()),
+        image_token_id=IMAGE, scale_factor=2, pad_token_id=PAD,
+    )
+
+
+def _gemma3() -> Any:
+    return transformers.Gemma3Config(
+        text_config=dict(model_type="gemma3_text", **_text(head_dim=8, sliding_window=64)),
+        vision_config=dict(model_type="siglip_vision_model", **_VIT, image_size=8, patch_size=2),
+        mm_tokens_per_image=4, boi_token_index=VISION_START, eoi_token_index=VISION_END,
+        image_token_index=IMAGE,
+    )
+
+
+def _paligemma() -> Any:
+    return transformers.PaliGemmaConfig(
+        text_config=dict(model_type="gemma", **_text(head_dim=8)),
+        vision_config=dict(model_type="siglip_vision_model", **_VIT, image_size=8, patch_size=4),
+        image_token_index=IMAGE, projection_dim=HIDDEN, hidden_size=HIDDEN,
+    )
+
+
+def _mllama() -> Any:
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_global_layers=1,
+                  attention_heads=2, image_size=8, patch_size=4, max_num_tiles=1,
+                  intermediate_layers_indices=[0], vision_output_dim=32,
+                  supported_aspect_ratios=[[1, 1]])
+    text = dict(_text(), cross_attention_layers=[1], rope_scaling={"rope_type": "default"})
+    return transformers.MllamaConfig(vision_config=vision, text_config=text,
+                                     image_token_index=IMAGE)
+
+
+def _internvl() -> Any:
+    return transformers.InternVLConfig(
+        vision_config=dict(**_VIT, image_size=8, patch_size=4),
+        text_config=dict(model_type="qwen2", **_text()),
+        image_token_id=IMAGE, image_seq_length=1, downsample_ratio=0.5,
+    )
+
+
+CONFIGS: dict[str, Callable[[], Any]] = {
+    "llama": _llama,
+    "qwen2": _qwen2,
+    "mistral": _mistral,
+    "phi3": _phi3,
+    "gemma2": _gemma2,
+    "gpt2": _gpt2,
+    "qwen2_vl": _qwen2_vl,
+    "qwen2_5_vl": _qwen2_5_vl,
+    "llava": _llava,
+    "llava_next": _llava_next,
+    "idefics3": lambda: _idefics3_like(transformers.Idefics3Config),
+    "smolvlm": lambda: _idefics3_like(transformers.SmolVLMConfig),
+    "gemma3": _gemma3,
+    "paligemma": _paligemma,
+    "mllama": _mllama,
+    "internvl": _internvl,
+}
+VLMS = ("qwen2_vl", "qwen2_5_vl", "llava", "llava_next", "idefics3", "smolvlm", "gemma3",
+        "paligemma", "mllama", "internvl")
+
+
+def model_type_params(skips: dict[str, tuple[bool, str]] | None = None) -> list[Any]:
+    """Every model type as a pytest param. Types missing from this transformers, and ``skips``
+    (model type -> (condition, reason)), are marked skip with the version condition that
+    explains why: never a silent skip."""
+    import pytest
+
+    reasons = {"internvl": (not HAS_INTERNVL, "transformers-native InternVL needs "
+                            f"transformers>=4.52, have {transformers_version}")}
+    reasons.update(skips or {})
+    return [
+        pytest.param(name, marks=[pytest.mark.skipif(reasons[name][0], reason=reasons[name][1])]
+                     if name in reasons else [])
+        for name in CONFIGS
+    ]
+
+
+def build(model_type: str, seed: int = 0) -> torch.nn.Module:
+    """A tiny random model with an LM head (fp32, eval mode, eager attention)."""
+    config = CONFIGS[model_type]()
+    config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    cls = (transformers.AutoModelForImageTextToText if model_type in VLMS
+           else transformers.AutoModelForCausalLM)
+    return cls.from_config(config).eval()
+
+
+def _roomy_hybrid_cache(model: torch.nn.Module, batch: int) -> Any | None:
+    """transformers < 4.52 sizes Gemma2/Gemma3's HybridCache to the exact generation length and
+    then gets the last step wrong even unpatched; a larger cache of the same kind avoids that
+    bug and keeps the 4D-mask code path of those versions under test."""
+    if transformers_version >= Version("4.52") or model.config.model_type not in ("gemma2", "gemma3"):
+        return None
+    return transformers.HybridCache(model.config.get_text_config(), max_batch_size=batch,
+                                    max_cache_len=128)
+
+
+def generate(model: torch.nn.Module, input_ids: torch.Tensor,
+             attention_mask: torch.Tensor | None = None, *, new_tokens: int = 5,
+             use_cache: bool = True, **inputs: Any) -> Any:
+    """Greedy generation of exactly ``new_tokens`` tokens, returning sequences and logits."""
+    kwargs: dict[str, Any] = dict(
+        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+        use_cache=use_cache, output_logits=True, return_dict_in_generate=True, pad_token_id=PAD,
+    )
+    cache = _roomy_hybrid_cache(model, input_ids.shape[0]) if use_cache else None
+    if cache is not None:
+        kwargs.update(past_key_values=cache, cache_implementation=None)
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+    return model.generate(input_ids, **kwargs, **inputs)
+
+
+def left_pad(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A left-padded batch: input_ids and attention_mask."""
+    width = max(map(len, prompts))
+    ids = torch.tensor([[PAD] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    return ids, mask
+
+
+def qwen2_vl_image_inputs(input_ids: torch.Tensor, model: torch.nn.Module,
+                          seeds: list[int]) -> dict[str, Any]:
+    """pixel_values / image_grid_thw for the images in ``input_ids``, image k drawn with seed
+    seeds[k]. A 4x4-patch image is 4 image tokens after the 2x2 merge; each row of pixel_values
+    is one patch (channels x temporal x patch x patch values), as Qwen2VLImageProcessor lays
+    them out. transformers 5.x also needs mm_token_type_ids when no processor made the inputs."""
+    assert int((input_ids == IMAGE).sum()) == 4 * len(seeds)
+    pixels = [torch.randn(16, 3 * 2 * 2 * 2, generator=torch.Generator().manual_seed(s))
+              for s in seeds]
+    inputs: dict[str, Any] = {
+        "pixel_values": torch.cat(pixels),
+        "image_grid_thw": torch.tensor([[1, 4, 4]] * len(seeds)),
+    }
+    if "mm_token_type_ids" in inspect.signature(model.forward).parameters:
+        inputs["mm_token_type_ids"] = (input_ids == IMAGE).long()
+    return inputs
