@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,11 +59,13 @@ def _cache_length(cache: Any) -> int:
     raise L2VHubError(f"cannot read the length of a {type(cache).__name__} cache")
 
 
-class PositionTracker:
+class PositionTracker(threading.local):
     """A forward pre-hook for the patched model plus a wrapper for its ``generate``.
 
     After each forward pre-hook, ``mask_for(hidden)`` gives the block hooks what to steer: True
     (every token), False (none) or a ``[B, T, 1]`` boolean mask on the hidden state's device.
+    The state of the forward in progress is per thread (``threading.local`` runs ``__init__`` again
+    in each thread), so threads generating on one patched model do not see each other's tokens.
     """
 
     def __init__(self, policy: str, forward: Callable[..., Any]) -> None:
