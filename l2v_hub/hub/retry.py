@@ -16,6 +16,7 @@ its own client factory. The policy is read from the environment at import (``L2V
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import time
@@ -77,7 +78,7 @@ def _network_errors() -> tuple[type[BaseException], ...]:
         ("requests", ("ConnectionError", "Timeout")),
     ):
         try:
-            imported = __import__(module)
+            imported = importlib.import_module(module)
         except ImportError:
             continue
         found += [getattr(imported, n) for n in names if hasattr(imported, n)]
