@@ -2,11 +2,12 @@
 
 from . import spectral
 from ._version import __version__
-from .errors import IncompatiblePackError, L2VHubError, PackError
+from .errors import BuildError, IncompatiblePackError, L2VHubError, PackError
 from .metadata import Defaults, Hook, Method, ModelRef, PairsInfo
 from .pack import Pack
 
 __all__ = [
+    "BuildError",
     "Defaults",
     "Hook",
     "IncompatiblePackError",
@@ -16,6 +17,21 @@ __all__ = [
     "Pack",
     "PackError",
     "PairsInfo",
+    "TargetSpec",
     "__version__",
+    "build_pack",
+    "load_llm",
     "spectral",
 ]
+
+# The builder is loaded on first use, so that importing l2v_hub (and the loader) pulls in no
+# builder code.
+_BUILDER_EXPORTS = ("TargetSpec", "build_pack", "load_llm")
+
+
+def __getattr__(name: str) -> object:
+    if name in _BUILDER_EXPORTS:
+        from . import builder
+
+        return getattr(builder, name)
+    raise AttributeError(f"module 'l2v_hub' has no attribute {name!r}")

@@ -6,7 +6,7 @@ expected.
 
 from __future__ import annotations
 
-__all__ = ["IncompatiblePackError", "L2VHubError", "PackError"]
+__all__ = ["BuildError", "IncompatiblePackError", "L2VHubError", "PackError"]
 
 
 class L2VHubError(Exception):
@@ -19,3 +19,7 @@ class PackError(L2VHubError, ValueError):
 
 class IncompatiblePackError(L2VHubError, ValueError):
     """A pack does not fit the model it is applied to (names both values)."""
+
+
+class BuildError(L2VHubError, ValueError):
+    """Bad input to the builder: malformed pairs, an unreadable target config, an unknown model."""

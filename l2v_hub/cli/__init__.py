@@ -13,6 +13,7 @@ import click
 
 from .._version import __version__
 from ..errors import L2VHubError
+from .build_cmd import build
 from .inspect_cmd import inspect
 
 __all__ = ["main"]
@@ -45,3 +46,4 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 main.add_command(inspect)
+main.add_command(build)
