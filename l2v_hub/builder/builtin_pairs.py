@@ -39,7 +39,7 @@ class BuiltinProblem:
 
     @property
     def direct(self) -> str:
-        return f"{self.answer}."
+        return f"{self.answer[:1].upper()}{self.answer[1:]}."
 
 
 Template = Callable[[random.Random], BuiltinProblem]
@@ -202,15 +202,16 @@ def _boiling(r: random.Random) -> BuiltinProblem:
 
 
 def _garden(r: random.Random) -> BuiltinProblem:
-    length, width = r.randint(4, 30), r.randint(2, 20)
+    cover = r.choice((2, 4, 5, 10))
+    length, width = r.randint(4, 30), cover * r.randint(1, 4)
     area = length * width
     return BuiltinProblem(
         "garden",
         f"A rectangular garden is {length} m long and {width} m wide. A bag of seed covers "
-        f"{width} square metres. How many bags are needed for the whole garden?",
+        f"{cover} square metres. How many bags are needed for the whole garden?",
         (f"The area is {length} × {width} = {area} square metres.",
-         f"The bags needed are {area} ÷ {width} = {length}."),
-        f"{length} bags",
+         f"The bags needed are {area} ÷ {cover} = {area // cover}."),
+        f"{area // cover} bags",
     )
 
 
