@@ -133,11 +133,10 @@ def build_pack(
     differences (mean-diff only), leaving dispersion and separation out of the stats.
     """
     target_ref = read_target(target, model_id=target_id)
-    recorded = source_id or resolve_model_id(model.config._name_or_path or "", None, "llm")
-    source_ref = model_ref_from_config(model.config, recorded)
-    pair_set = load_pairs(pairs)
-    if generate:
-        pair_set = generate_pairs(model, tokenizer, pair_set, batch_size=batch_size, progress=progress)
+    loaded_from = getattr(model.config, "_name_or_path", "") or ""
+    if source_id is None and not loaded_from:
+        raise BuildError("the model does not record where it was loaded from: pass source_id='org/name'")
+    source_ref = model_ref_from_config(model.config, source_id or resolve_model_id(loaded_from, None, "llm"))
     keep = default_keep(source_ref.hidden_size, target_ref.hidden_size) if keep is None else keep
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= spectral.num_bins(source_ref.hidden_size):
         raise BuildError(f"keep must be an int in [1, {spectral.num_bins(source_ref.hidden_size)}], got {keep!r}")
@@ -146,6 +145,9 @@ def build_pack(
         raise BuildError(f"layers must be block indices in [0, {target_ref.num_layers - 1}], got {list(layers)}")
     if not (isinstance(strength, int | float) and math.isfinite(strength) and strength >= 0):
         raise BuildError(f"strength must be a finite number >= 0, got {strength!r}")
+    pair_set = load_pairs(pairs)
+    if generate:
+        pair_set = generate_pairs(model, tokenizer, pair_set, batch_size=batch_size, progress=progress)
     positions = spectral.layer_map(source_ref.num_layers, target_ref.num_layers)
     source_blocks = sorted({round(positions[i]) for i in layers})
     probe = source_blocks[len(source_blocks) // 2]

@@ -78,15 +78,21 @@ def resolve_model_id(id_or_path: str | Path, model_id: str | None, what: str) ->
     if model_id is not None:
         return _check_id(model_id, f"{what} model_id")
     path = Path(id_or_path)
+    api = "source_id" if what == "llm" else "target_id"
     if not path.exists():
-        return _check_id(str(id_or_path), f"{what} id")
+        try:
+            return check_model_id(str(id_or_path))
+        except PackError:
+            raise BuildError(
+                f"{what} '{id_or_path}' is neither a Hub id like 'org/name' nor an existing path; "
+                f"to record another id pass --{what}-id, or {api}= in Python"
+            ) from None
     saved = _saved_name(path if path.is_dir() else path.parent)
     if saved is not None and not Path(saved).exists():
         try:
             return check_model_id(saved)
         except PackError:
             pass
-    api = "source_id" if what == "llm" else "target_id"
     raise BuildError(
         f"{what} '{id_or_path}' is a local path: give the Hub id it stands for "
         f"(--{what}-id org/name, or {api}= in Python); a pack never records a local path"
