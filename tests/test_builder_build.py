@@ -77,7 +77,7 @@ def test_stats_hold_the_diagnostics(llm, tmp_path: Path) -> None:
     for row in stats["layers"]:
         assert row["norm"] > 0 and row["dispersion"] > 0 and row["state_norm"] > 0
         assert 0 <= row["separation"] <= 1 and 0 <= row["energy_in_band"] <= 1
-    assert stats["default_source_blocks"] == [1, 2]  # target blocks 2,3,4 of 6 -> source 1.2, 1.8, 2.4
+    assert stats["default_source_blocks"] == [1, 2]  # target blocks 1,2,3 of 6 sit at source 0.6, 1.2, 1.8
     assert len(stats["spectrum"]["power"]) == spectral.num_bins(32)
     assert sum(stats["spectrum"]["power"]) == pytest.approx(1.0, abs=1e-3)
     assert len(stats["projection"]["cot"]) == 16

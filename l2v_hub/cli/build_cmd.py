@@ -77,6 +77,10 @@ def build(**options: Any) -> None:
     if out.exists() and any(out.iterdir()) and not options["overwrite"]:
         raise BuildError(f"--out '{out}' exists and is not empty; pass --overwrite to replace it")
     start = time.perf_counter()
+    if options["quiet"]:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # transformers' own "Loading weights" bars
     # The target's config is checked before the LLM loads: a typo fails in a second, not minutes.
     target = read_target(options["target"], model_id=options["target_id"],
                          trust_remote_code=options["trust_remote_code"])
