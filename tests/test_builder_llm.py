@@ -25,7 +25,7 @@ def test_bad_dtype_and_missing_model_are_named(tmp_path: Path) -> None:
         load_llm(tmp_path, dtype="int8")
     with pytest.raises(BuildError, match="cannot load the LLM"):
         load_llm(tmp_path / "nothing-here")
-    with pytest.raises(BuildError, match="GGUF file 'x.gguf' not found"):
+    with pytest.raises(BuildError, match=r"GGUF file 'x\.gguf' not found"):
         load_llm(tmp_path, gguf_file="x.gguf")
 
 

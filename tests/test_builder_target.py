@@ -44,7 +44,7 @@ def test_local_folder_needs_a_hub_id(tmp_path: Path) -> None:
 
 def test_missing_or_broken_target_is_named(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(BuildError, match="has no config.json"):
+    with pytest.raises(BuildError, match=r"has no config\.json"):
         read_target(tmp_path / "empty", model_id="a/b")
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -90,7 +90,7 @@ def make_batches(
         raise BuildError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if padding_side not in ("left", "right"):
         raise BuildError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    rows = [(ids, i, sign) for i, pair in enumerate(token_pairs) for ids, sign in zip(pair, (1, -1))]
+    rows = [(ids, i, sign) for i, pair in enumerate(token_pairs) for ids, sign in zip(pair, (1, -1), strict=True)]
     rows.sort(key=lambda row: -len(row[0]))
     batches = []
     for start in range(0, len(rows), batch_size):
