@@ -91,6 +91,7 @@ def test_inspect_plot_draws_a_png(folders: dict[str, Path], tmp_path: Path) -> N
     assert _build(folders, tmp_path / "p").exit_code == 0
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "p"), "--plot", str(tmp_path / "fig.png")])
     assert result.exit_code == 0, result.output
+    assert f"plot:      {tmp_path / 'fig.png'}" in result.output
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

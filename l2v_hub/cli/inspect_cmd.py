@@ -48,4 +48,4 @@ def inspect(path: str, as_json: bool, plot: Path | None) -> None:
     if as_json:
         click.echo(json.dumps(pack.metadata(), indent=2))
     else:
-        click.echo(_summary(pack))
+        click.echo(_summary(pack) + (f"\n  plot:      {plot}" if plot is not None else ""))
