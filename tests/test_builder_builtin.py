@@ -38,53 +38,40 @@ def _evaluate(expression: str) -> Fraction:
     return total
 
 
+def _order(text: str) -> str:
+    above: set[tuple[str, str]] = set()  # (taller, shorter)
+    for x, rel, y in re.findall(r"([A-Z][a-z]+) is (taller|shorter) than ([A-Z][a-z]+)", text):
+        above.add((x, y) if rel == "taller" else (y, x))
+    names = {name for pair in above for name in pair}
+    side = 1 if "tallest" in text else 0  # the tallest is never the shorter one of a pair
+    (answer,) = [x for x in names if all(pair[side] != x for pair in above)]
+    return answer
+
+
+def _convert(n: list[int], text: str) -> str:
+    small = re.search(r"How many (\w+)", text).group(1)
+    return f"{n[0] * _UNIT[small] + n[1]} {small}"
+
+
+# One independent solver per template, reading the numbers from the problem text in order.
+_SOLVERS = {
+    "shopping": lambda n, _: f"${n[2] - n[0] * n[1]}",
+    "boxes": lambda n, _: f"{n[0] // n[1]} full boxes and {n[0] % n[1]} cookies left over",
+    "convert": _convert,
+    "speed": lambda n, _: f"{n[0] * n[2] // n[1]} km",
+    "tank": lambda n, _: f"{(n[0] - n[1]) // n[2]} minutes",
+    "discount": lambda n, _: f"${n[0] - n[0] * n[1] // 100}",
+    "ages": lambda n, _: f"{n[2] - n[1] + n[0]} years old",
+    "order": lambda _, text: _order(text),
+    "parity": lambda n, _: "even" if (n[0] + n[1]) % 2 == 0 else "odd",
+    "legs": lambda n, _: f"{2 * n[0] + 4 * n[1] + 8 * n[2]} legs",
+    "boiling": lambda n, _: f"{(100 - n[1]) // n[2]} minutes",
+    "garden": lambda n, _: f"{n[0] * n[1] // n[2]} bags",
+}
+
+
 def _solve(p: BuiltinProblem) -> str:
-    n, text = _nums(p.problem), p.problem
-    if p.kind == "shopping":
-        count, price, bill = n
-        return f"${bill - count * price}"
-    if p.kind == "boxes":
-        total, per = n
-        return f"{total // per} full boxes and {total % per} cookies left over"
-    if p.kind == "convert":
-        whole, extra = n
-        small = re.search(r"How many (\w+)", text).group(1)
-        return f"{whole * _UNIT[small] + extra} {small}"
-    if p.kind == "speed":
-        distance, hours, later = n
-        return f"{distance * later // hours} km"
-    if p.kind == "tank":
-        volume, start, rate = n
-        return f"{(volume - start) // rate} minutes"
-    if p.kind == "discount":
-        price, percent = n
-        return f"${price - price * percent // 100}"
-    if p.kind == "ages":
-        gap, years, future = n
-        return f"{future - years + gap} years old"
-    if p.kind == "order":
-        above: set[tuple[str, str]] = set()  # (taller, shorter)
-        for x, rel, y in re.findall(r"([A-Z][a-z]+) is (taller|shorter) than ([A-Z][a-z]+)", text):
-            above.add((x, y) if rel == "taller" else (y, x))
-        names = {name for pair in above for name in pair}
-        if "tallest" in text:
-            (top,) = [x for x in names if all(pair[1] != x for pair in above)]
-            return top
-        (bottom,) = [x for x in names if all(pair[0] != x for pair in above)]
-        return bottom
-    if p.kind == "parity":
-        a, b = n
-        return "even" if (a + b) % 2 == 0 else "odd"
-    if p.kind == "legs":
-        hens, cows, spiders = n
-        return f"{2 * hens + 4 * cows + 8 * spiders} legs"
-    if p.kind == "boiling":
-        _, start, rate = n
-        return f"{(100 - start) // rate} minutes"
-    if p.kind == "garden":
-        length, width, cover = n
-        return f"{length * width // cover} bags"
-    raise AssertionError(f"no solver for kind {p.kind}")
+    return _SOLVERS[p.kind](_nums(p.problem), p.problem)
 
 
 def test_at_least_200_distinct_problems_of_every_kind() -> None:
