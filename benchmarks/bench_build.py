@@ -85,9 +85,11 @@ def main() -> None:
     batches = make_batches(tokens, args.batch_size, pad_token_id=pad, padding_side=tok.padding_side)
     n_tokens = sum(len(c) + len(d) for c, d in tokens)
 
+    built: list[Any] = []
+
     def build() -> None:
-        build_pack(model, tok, TARGET, pairs, source_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-                   batch_size=args.batch_size, progress=False)
+        built[:] = [build_pack(model, tok, TARGET, pairs, source_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+                               batch_size=args.batch_size, progress=False)]
 
     @torch.inference_mode()
     def bare() -> None:
@@ -139,6 +141,11 @@ def main() -> None:
         summary["repeng_over_build"] = round(medians["repeng ControlVector.train"] / medians["l2v-hub build"], 2)
     if repeng_note:
         summary["note"] = repeng_note
+    if built:
+        stats = built[0].stats
+        summary["stats_at_default_source_blocks"] = [
+            row for row in stats["layers"] if row["block"] in stats["default_source_blocks"]]
+        summary["pack"] = str(built[0].save_pretrained(ROOT / ".cache" / "bench" / "smollm2-for-qwen2-vl-2b"))
     print(json.dumps(summary, indent=2))
 
 
