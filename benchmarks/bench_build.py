@@ -3,9 +3,10 @@ over the same batches, and against repeng's ControlVector.train on the same pair
 
     make bench            # or: .venv-bench/bin/python benchmarks/bench_build.py [--runs 3]
 
-The three jobs run interleaved, round after round, in one process (a slow spell of a shared
-machine then hits all three alike); the median of the rounds is reported. Peak memory is the
-process RSS sampled every 5 ms during each job (the model's own memory included).
+Each job runs in a fresh subprocess (so one job's memory cannot inflate the next one's peak), and
+the jobs are interleaved round after round (a slow spell of a shared machine then hits all three
+alike); the median of the rounds is reported. Peak memory is the subprocess's RSS sampled every
+5 ms during the job; the RSS right after loading the model is reported beside it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -69,83 +71,99 @@ def timed(job: Callable[[], Any]) -> tuple[float, int]:
     return seconds, rss.peak
 
 
+JOBS = ("l2v-hub build", "bare forward passes", "repeng ControlVector.train")
+
+
+def run_job(name: str, batch_size: int, threads: int) -> dict[str, Any]:
+    """Load the model, warm up on one batch, then time one job; runs inside the subprocess."""
+    torch.set_num_threads(threads)
+    model, tok = load_llm(smollm2_gguf(), cache_dir=REPO_CACHE)
+    pairs = builtin_pairs()
+    tokens = tokenize_pairs(pairs, tok)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    batches = make_batches(tokens, batch_size, pad_token_id=pad, padding_side=tok.padding_side)
+    with torch.inference_mode():
+        run_forward(model, batches[0])  # warm-up: first-call allocations and kernel selection
+    loaded = psutil.Process().memory_info().rss
+    out: dict[str, Any] = {"rss_after_load_mib": round(loaded / 2**20),
+                           "tokens": sum(len(c) + len(d) for c, d in tokens), "batches": len(batches),
+                           "pairs": len(pairs)}
+    if name == "l2v-hub build":
+        def job() -> None:
+            pack = build_pack(model, tok, TARGET, pairs, source_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+                              batch_size=batch_size, progress=False)
+            stats = pack.stats
+            out["stats_at_default_source_blocks"] = [
+                r for r in stats["layers"] if r["block"] in stats["default_source_blocks"]]
+            out["pack"] = str(pack.save_pretrained(ROOT / ".cache" / "bench" / "smollm2-for-qwen2-vl-2b"))
+    elif name == "bare forward passes":
+        @torch.inference_mode()
+        def job() -> None:
+            for batch in batches:
+                run_forward(model, batch)
+    else:
+        from repeng import ControlVector, DatasetEntry
+
+        dataset = [DatasetEntry(*render_pair(p, pairs.style, tok)) for p in pairs.pairs]
+
+        def job() -> None:
+            ControlVector.train(model, tok, dataset, batch_size=batch_size, method="pca_diff")
+
+    seconds, peak = timed(job)
+    return {**out, "seconds": seconds, "peak_rss_mib": round(peak / 2**20)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-repeng", action="store_true")
+    parser.add_argument("--job", choices=JOBS, help=argparse.SUPPRESS)  # the subprocess side
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.job:
+        print(json.dumps(run_job(args.job, args.batch_size, args.threads)))
+        return
 
-    model, tok = load_llm(smollm2_gguf(), cache_dir=REPO_CACHE)
-    pairs = builtin_pairs()
-    tokens = tokenize_pairs(pairs, tok)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    batches = make_batches(tokens, args.batch_size, pad_token_id=pad, padding_side=tok.padding_side)
-    n_tokens = sum(len(c) + len(d) for c, d in tokens)
-
-    built: list[Any] = []
-
-    def build() -> None:
-        built[:] = [build_pack(model, tok, TARGET, pairs, source_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-                               batch_size=args.batch_size, progress=False)]
-
-    @torch.inference_mode()
-    def bare() -> None:
-        for batch in batches:
-            run_forward(model, batch)
-
-    jobs: dict[str, Callable[[], None]] = {"l2v-hub build": build, "bare forward passes": bare}
-    repeng_note = None
-    if not args.skip_repeng:
-        try:
-            from repeng import ControlVector, DatasetEntry
-
-            texts = [render_pair(p, pairs.style, tok) for p in pairs.pairs]
-            dataset = [DatasetEntry(positive=c, negative=d) for c, d in texts]
-
-            def repeng_train() -> None:
-                ControlVector.train(model, tok, dataset, batch_size=args.batch_size, method="pca_diff")
-
-            jobs["repeng ControlVector.train"] = repeng_train
-        except Exception as exc:  # report why the baseline is missing instead of failing the run
-            repeng_note = f"repeng unavailable: {type(exc).__name__}: {exc}"
-
-    bare()  # warm-up: first-call allocations and kernel selection
-    results: dict[str, dict[str, list[float]]] = {name: {"s": [], "rss": []} for name in jobs}
+    jobs = [j for j in JOBS if not (args.skip_repeng and j.startswith("repeng"))]
+    results: dict[str, list[dict[str, Any]]] = {j: [] for j in jobs}
+    notes = []
     for round_ in range(args.runs):
-        for name, job in jobs.items():
-            try:
-                seconds, peak = timed(job)
-            except Exception as exc:
-                repeng_note = f"{name} failed: {type(exc).__name__}: {str(exc)[:300]}"
-                results.pop(name)
-                jobs = {k: v for k, v in jobs.items() if k != name}
-                break
-            results[name]["s"].append(seconds)
-            results[name]["rss"].append(peak / 2**20)
-            print(f"round {round_ + 1}: {name}: {seconds:.2f} s, peak RSS {peak / 2**20:.0f} MiB", flush=True)
+        for name in list(jobs):
+            cmd = [sys.executable, __file__, "--job", name, "--batch-size", str(args.batch_size),
+                   "--threads", str(args.threads)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                notes.append(f"{name} failed: {done.stderr.strip().splitlines()[-1][:300]}")
+                jobs.remove(name)
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            results[name].append(result)
+            print(f"round {round_ + 1}: {name}: {result['seconds']:.2f} s, peak RSS "
+                  f"{result['peak_rss_mib']} MiB (after load {result['rss_after_load_mib']} MiB)", flush=True)
 
-    summary = {
-        "machine": f"{platform.processor() or platform.machine()}, {args.threads} torch threads, torch {torch.__version__}",
-        "inputs": f"{len(pairs)} builtin pairs = {2 * len(pairs)} texts, {n_tokens} tokens, "
-                  f"{len(batches)} batches of {args.batch_size}",
+    first = next(iter(r[0] for r in results.values() if r))
+    medians = {k: round(statistics.median(x["seconds"] for x in v), 2) for k, v in results.items() if v}
+    summary: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__}",
+        "inputs": f"{first['pairs']} builtin pairs = {2 * first['pairs']} texts, {first['tokens']} tokens, "
+                  f"{first['batches']} batches of {args.batch_size}",
         "runs": args.runs,
-        "median_s": {k: round(statistics.median(v["s"]), 2) for k, v in results.items() if v["s"]},
-        "peak_rss_mib": {k: round(max(v["rss"])) for k, v in results.items() if v["rss"]},
+        "seconds_all_runs": {k: [round(x["seconds"], 2) for x in v] for k, v in results.items()},
+        "median_s": medians,
+        "peak_rss_mib": {k: max(x["peak_rss_mib"] for x in v) for k, v in results.items() if v},
+        "rss_after_load_mib": {k: max(x["rss_after_load_mib"] for x in v) for k, v in results.items() if v},
     }
-    medians = summary["median_s"]
-    summary["build_over_bare"] = round(medians["l2v-hub build"] / medians["bare forward passes"], 3)
-    if "repeng ControlVector.train" in medians:
+    if "l2v-hub build" in medians and "bare forward passes" in medians:
+        summary["build_over_bare"] = round(medians["l2v-hub build"] / medians["bare forward passes"], 3)
+    if "repeng ControlVector.train" in medians and "l2v-hub build" in medians:
         summary["repeng_over_build"] = round(medians["repeng ControlVector.train"] / medians["l2v-hub build"], 2)
-    if repeng_note:
-        summary["note"] = repeng_note
-    if built:
-        stats = built[0].stats
-        summary["stats_at_default_source_blocks"] = [
-            row for row in stats["layers"] if row["block"] in stats["default_source_blocks"]]
-        summary["pack"] = str(built[0].save_pretrained(ROOT / ".cache" / "bench" / "smollm2-for-qwen2-vl-2b"))
+    if results.get("l2v-hub build"):
+        last = results["l2v-hub build"][-1]
+        summary["stats_at_default_source_blocks"] = last["stats_at_default_source_blocks"]
+        summary["pack"] = last["pack"]
+    if notes:
+        summary["notes"] = notes
     print(json.dumps(summary, indent=2))
 
 

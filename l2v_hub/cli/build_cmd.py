@@ -72,6 +72,7 @@ def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
 def build(**options: Any) -> None:
     """Extract the CoT direction of every block of --llm and write a pack for --target to --out."""
     from ..builder import build_pack, load_llm, read_target
+    from ..builder.target import resolve_model_id
 
     out: Path = options["out"]
     if out.exists() and any(out.iterdir()) and not options["overwrite"]:
@@ -81,7 +82,9 @@ def build(**options: Any) -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # transformers' own "Loading weights" bars
-    # The target's config is checked before the LLM loads: a typo fails in a second, not minutes.
+    # Both ids and the target's config are checked before the LLM loads: a typo fails in a
+    # second, not after minutes of loading.
+    source_id = resolve_model_id(options["llm"], options["llm_id"], "llm")
     target = read_target(options["target"], model_id=options["target_id"],
                          trust_remote_code=options["trust_remote_code"])
     model, tokenizer = load_llm(
@@ -90,12 +93,10 @@ def build(**options: Any) -> None:
         trust_remote_code=options["trust_remote_code"], cache_dir=options["cache_dir"],
         revision=options["revision"],
     )
-    from ..builder.target import resolve_model_id
-
     pack = build_pack(
         model, tokenizer, target, options["pairs"],
         extraction=options["extraction"], keep=options["keep"], batch_size=options["batch_size"],
-        progress=not options["quiet"], source_id=resolve_model_id(options["llm"], options["llm_id"], "llm"),
+        progress=not options["quiet"], source_id=source_id,
         name=options["name"], version=options["version"], strength=options["strength"],
         layers=options["layers"], generate=options["generate"],
     )
