@@ -154,7 +154,7 @@ def test_a_missing_folder_or_a_wrong_type_is_named(model: torch.nn.Module, tmp_p
         l2v_hub.patch(model, tmp_path / "missing")
     with pytest.raises(PackError, match="no pack folder at"):
         l2v_hub.patch(model, "./missing-pack")
-    with pytest.raises(L2VHubError, match="pack must be a Pack, a pack folder.*got int"):
+    with pytest.raises(L2VHubError, match=r"pack must be a Pack, a pack folder.*got int"):
         l2v_hub.patch(model, 3)  # type: ignore[arg-type]
     assert hook_count(model) == 0
 
