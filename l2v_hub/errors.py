@@ -6,7 +6,14 @@ expected.
 
 from __future__ import annotations
 
-__all__ = ["HubError", "IncompatiblePackError", "L2VHubError", "PackError", "PackNotFoundError"]
+__all__ = [
+    "BuildError",
+    "HubError",
+    "IncompatiblePackError",
+    "L2VHubError",
+    "PackError",
+    "PackNotFoundError",
+]
 
 
 class L2VHubError(Exception):
@@ -27,3 +34,7 @@ class HubError(L2VHubError):
 
 class PackNotFoundError(HubError, LookupError):
     """No pack exists for what was asked: says what was looked for, and where."""
+
+
+class BuildError(L2VHubError, ValueError):
+    """Bad input to the builder: malformed pairs, an unreadable target config, an unknown model."""

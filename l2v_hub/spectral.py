@@ -110,8 +110,9 @@ def layer_map(source_layers: int, target_layers: int) -> list[float]:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     if target_layers == 1:
         return [(source_layers - 1) / 2]
-    step = (source_layers - 1) / (target_layers - 1)
-    return [j * step for j in range(target_layers)]
+    # j * (Ls - 1) is an exact integer, so one division keeps the last position exactly Ls - 1
+    # (multiplying by a rounded step gave 29.000000000000004 for 30 -> 28 blocks).
+    return [j * (source_layers - 1) / (target_layers - 1) for j in range(target_layers)]
 
 
 def blend(directions: torch.Tensor | Sequence[torch.Tensor], position: float) -> torch.Tensor:

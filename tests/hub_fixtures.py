@@ -37,6 +37,8 @@ _COPIES = {
     "huggingface_hub.utils._cache_manager": ("HF_HUB_CACHE",),
     "huggingface_hub.utils._cache_assets": ("HF_ASSETS_CACHE",),
     "huggingface_hub.utils._git_credential": ("ENDPOINT",),
+    # huggingface_hub < 1.0 (the transformers 4.51 environment) builds download URLs from its copy.
+    "huggingface_hub.file_download": ("HUGGINGFACE_CO_URL_TEMPLATE",),
 }
 
 

@@ -189,13 +189,20 @@ def test_a_store_resolves_with_no_network(hf_offline: Path, tmp_path: Path) -> N
 
 
 SCRIPT = """
-import json, sys
+import json, sys, torch
+import l2v_hub
 from transformers import Qwen2VLForConditionalGeneration
 from l2v_hub.hub import find_pack
-model = Qwen2VLForConditionalGeneration.from_pretrained(sys.argv[1])
+model = Qwen2VLForConditionalGeneration.from_pretrained(sys.argv[1]).eval()
+ids = torch.tensor([[5, 17, 42, 9, 3]])
+kw = {"input_ids": ids, "mm_token_type_ids": torch.zeros_like(ids)}
+plain = model(**kw).logits
+with l2v_hub.patch(model) as handle:  # the one line: resolved by the model's id
+    steered = model(**kw).logits
 found = find_pack(model)
 print(json.dumps({"found_in": found.found_in, "commit": found.pulled.release.commit,
-                  "meta": found.pulled.pack.metadata()}))
+                  "meta": handle.pack.metadata(), "steered": not torch.equal(plain, steered),
+                  "restored": torch.equal(plain, model(**kw).logits)}))
 """
 
 
@@ -217,4 +224,5 @@ def test_end_to_end_in_a_fresh_process_then_again_with_the_server_stopped(
         hub.stop()
     assert runs[0] == runs[1]
     assert runs[0]["meta"] == three_packs["curated"].metadata()
+    assert runs[0]["steered"] and runs[0]["restored"]
     assert runs[0]["found_in"] == "curated index (Hub dataset l2v-test/registry)"

@@ -21,6 +21,7 @@ from tiny_models import (
 
 import l2v_hub
 from l2v_hub import IncompatiblePackError, L2VHubError, Pack, PackError
+from l2v_hub.errors import PackNotFoundError
 from l2v_hub.loader.patch import MAX_STRENGTH
 
 # Blocks 0 and 2: Mllama's block 1 is a cross-attention block, which text-only inputs skip.
@@ -130,10 +131,21 @@ def test_a_pack_folder_is_loaded_and_verified(model: torch.nn.Module, tmp_path) 
         assert torch.equal(logits(model), steered)
 
 
-@pytest.mark.parametrize("pack", [None, "someone/some-pack"])
-def test_resolution_by_id_says_it_needs_the_hub_module(model: torch.nn.Module, pack) -> None:
-    with pytest.raises(L2VHubError, match=r"needs the Hub module.*pass a Pack or the path"):
-        l2v_hub.patch(model, pack)
+def test_hub_references_and_the_model_id_resolve_through_the_hub(
+    model: torch.nn.Module, hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from l2v_hub.hub import publish
+
+    first, second = tiny_pack(), tiny_pack()
+    second.directions = -second.directions
+    publish(first, "org/steer", version="1.0.0")
+    publish(second.with_version("1.1.0"), "org/steer")
+    with l2v_hub.patch(model, "org/steer@v1.0.0", layers=STEERED) as handle:
+        assert torch.equal(handle.pack.directions, first.directions)
+    with l2v_hub.patch(model, "org/steer", layers=STEERED) as handle:  # the highest version
+        assert torch.equal(handle.pack.directions, second.directions)
+    with pytest.raises(PackNotFoundError, match="org/the-model"):
+        l2v_hub.patch(model, model_id="org/the-model")  # nothing registered or discoverable
     assert hook_count(model) == 0
 
 
@@ -142,7 +154,7 @@ def test_a_missing_folder_or_a_wrong_type_is_named(model: torch.nn.Module, tmp_p
         l2v_hub.patch(model, tmp_path / "missing")
     with pytest.raises(PackError, match="no pack folder at"):
         l2v_hub.patch(model, "./missing-pack")
-    with pytest.raises(L2VHubError, match="pack must be a Pack, a pack folder or None, got int"):
+    with pytest.raises(L2VHubError, match=r"pack must be a Pack, a pack folder.*got int"):
         l2v_hub.patch(model, 3)  # type: ignore[arg-type]
     assert hook_count(model) == 0
 
@@ -195,7 +207,7 @@ def test_model_id_comes_from_name_or_path(model: torch.nn.Module) -> None:
     pack = tiny_pack(target_id="org/the-model")
     model.config._name_or_path = "org/the-model"
     l2v_hub.patch(model, pack, strict=True).remove()
-    model.config._name_or_path = "/cache/hub/models--org--the-model/snapshots/0123abcd/"
+    model.config._name_or_path = "/cache/hub/models--org--the-model/snapshots/" + "0123abcd" * 5 + "/"
     l2v_hub.patch(model, pack, strict=True).remove()
     model.config._name_or_path = "org/other"
     with pytest.raises(IncompatiblePackError, match="org/other"):

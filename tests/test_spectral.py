@@ -138,6 +138,15 @@ def test_layer_map_is_relative_depth() -> None:
     assert spectral.layer_map(9, 1) == [4]
 
 
+def test_layer_map_positions_stay_inside_the_source_for_every_depth_pair() -> None:
+    # blend() refuses positions past the last block: 30 -> 28 once gave 29.000000000000004.
+    for source in range(1, 81):
+        for target in range(1, 81):
+            positions = spectral.layer_map(source, target)
+            assert positions[0] >= 0 and positions[-1] <= source - 1
+            spectral.blend(torch.zeros(source, 2), positions[-1])
+
+
 def test_blend_interpolates_the_two_nearest_directions() -> None:
     d = torch.eye(4)
     assert torch.equal(spectral.blend(d, 2), d[2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -32,10 +33,19 @@ def _summary(pack: Pack) -> str:
 @click.command()
 @click.argument("path", type=click.Path(file_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print the pack's metadata as JSON.")
-def inspect(path: str, as_json: bool) -> None:
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the pack's diagnostics to this image file (needs the 'plot' extra).",
+)
+def inspect(path: str, as_json: bool, plot: Path | None) -> None:
     """Verify the pack at PATH and print a summary of it."""
     pack = Pack.from_pretrained(path)
+    if plot is not None:
+        from ..builder.plot import plot_pack
+
+        plot_pack(pack, plot)
     if as_json:
         click.echo(json.dumps(pack.metadata(), indent=2))
     else:
-        click.echo(_summary(pack))
+        click.echo(_summary(pack) + (f"\n  plot:      {plot}" if plot is not None else ""))

@@ -11,7 +11,6 @@ import logging
 import math
 import numbers
 import os
-import re
 import warnings
 import weakref
 from collections.abc import Iterable
@@ -22,7 +21,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from ..errors import IncompatiblePackError, L2VHubError
+from ..errors import IncompatiblePackError, L2VHubError, PackNotFoundError
+from ..hub import identify_model, parse_ref, pull, resolve_pack
 from ..metadata import OPS, POSITIONS, check_model_id
 from ..pack import Pack, PathLike
 from .layers import find_blocks, text_dims
@@ -38,8 +38,6 @@ logger = logging.getLogger(__name__)
 MAX_STRENGTH = 10.0
 _ACTIVE: weakref.WeakKeyDictionary[nn.Module, Patch] = weakref.WeakKeyDictionary()
 _MISSING = object()
-# A Hub cache snapshot folder: .../models--org--name/snapshots/<sha>
-_CACHE_DIR = re.compile(r"models--([^/\\]+?)--([^/\\]+?)[/\\]snapshots[/\\]")
 
 
 class Patch:
@@ -191,16 +189,10 @@ def _choice(value: str | None, default: str, name: str, allowed: tuple[str, ...]
 
 def _model_id(model: nn.Module, model_id: str | None) -> str | None:
     """The Hub id of ``model``: given, or from ``name_or_path`` (a Hub id or a Hub cache path)."""
-    if model_id is not None:
-        return check_model_id(model_id)
-    config = getattr(model, "config", None)
-    name = getattr(model, "name_or_path", None) or getattr(config, "_name_or_path", None)
-    if not isinstance(name, str) or not name:
+    try:
+        return identify_model(model, model_id=model_id).model_id
+    except PackNotFoundError:  # a plain local folder: the model cannot say which Hub model it is
         return None
-    cached = _CACHE_DIR.search(name)
-    if cached:
-        return f"{cached.group(1)}/{cached.group(2)}"
-    return name if _is_hub_id(name) and not os.path.isdir(name) else None
 
 
 def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool) -> None:
@@ -229,24 +221,26 @@ def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool)
 
 
 def _resolve_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str | None) -> Pack:
-    """The one place a ``pack`` argument becomes a Pack: a Pack, a local folder, or (with the Hub
-    module) a Hub id or the model's own id."""
+    """The one place a ``pack`` argument becomes a Pack: a Pack, a local folder, a Hub reference
+    ``org/name[@revision]``, or (``None``) the pack the registries name for the model's id."""
     if isinstance(pack, Pack):
         return pack.validate()
-    if pack is not None and not isinstance(pack, str | os.PathLike):
-        raise L2VHubError(f"pack must be a Pack, a pack folder or None, got {type(pack).__name__}")
-    if pack is not None and (Path(pack).is_dir() or not _is_hub_id(pack)):
+    if pack is None:
+        return resolve_pack(model, model_id=model_id)
+    if not isinstance(pack, str | os.PathLike):
+        raise L2VHubError(f"pack must be a Pack, a pack folder, 'org/name[@revision]' or None, "
+                          f"got {type(pack).__name__}")
+    if Path(pack).is_dir() or not _is_hub_ref(pack):
         return Pack.from_pretrained(pack)  # a PackError names a missing or broken folder
-    what = "by the model's id" if pack is None else f"from the Hub id {pack!r}"
-    raise L2VHubError(
-        f"resolving a pack {what} needs the Hub module, which this l2v-hub does not have yet; "
-        "pass a Pack or the path of a local pack folder"
-    )
+    repo_id, revision = parse_ref(os.fspath(pack))
+    return pull(repo_id, revision).pack
 
 
-def _is_hub_id(value: str | os.PathLike[str]) -> bool:
+def _is_hub_ref(value: str | os.PathLike[str]) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
-        return isinstance(value, str) and bool(check_model_id(value))
+        return bool(check_model_id(value.partition("@")[0]))
     except L2VHubError:
         return False
 

@@ -1,0 +1,177 @@
+"""``build_pack``: from a source LLM and a target config to a validated pack.
+
+extract (per source block) -> spectral.encode each block to the target hidden size -> relative-depth
+layer map with spectral.layer_map / blend -> renormalise -> Pack with its diagnostics in stats.
+The defaults and their reasons are in docs/method.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import spectral
+from ..errors import BuildError
+from ..metadata import Defaults, Hook, Method, ModelRef
+from ..pack import Pack
+from .extract import ExtractionMethod, extract
+from .generate import generate_pairs
+from .pairs import PairSet, load_pairs, tokenize_pairs
+from .target import TargetSpec, model_ref_from_config, read_target, resolve_model_id
+
+__all__ = ["DEFAULT_STRENGTH", "KEEP_FRACTION", "build_pack", "default_keep", "default_layers"]
+
+# The authors' code keeps k = 200 bins of a 3584-d model's 1793 (11.2%); the same fraction of the
+# source's bins carries that cut to any size.
+KEEP_FRACTION = 200 / 1793
+DEFAULT_STRENGTH = 0.1
+_BAND = 3
+
+
+def default_keep(source_hidden: int, target_hidden: int) -> int:
+    """``KEEP_FRACTION`` of the source's frequency bins, within what both sizes can hold."""
+    limit = min(spectral.num_bins(source_hidden), spectral.num_bins(target_hidden))
+    return max(1, min(limit, round(spectral.num_bins(source_hidden) * KEEP_FRACTION)))
+
+
+def default_layers(num_layers: int) -> tuple[int, ...]:
+    """The middle band of the target: the ``3`` blocks around its middle (all of a shallower one)."""
+    width = min(_BAND, num_layers)
+    start = (num_layers - width) // 2
+    return tuple(range(start, start + width))
+
+
+def _slug(model_id: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", model_id.split("/")[-1].lower()).strip("-")
+
+
+def _energy_share(direction: torch.Tensor, keep: int) -> float:
+    total = float(direction.double().square().sum())
+    if total == 0:
+        return 0.0
+    return float(spectral.lowpass(direction.double(), keep).square().sum()) / total
+
+
+def _spectrum(direction: torch.Tensor) -> list[float]:
+    # Power per non-negative frequency bin, with the mirrored negative bins folded in, as a share
+    # of the total: what the plot draws against the cutoff.
+    power = torch.fft.rfft(direction.double()).abs().square()
+    power[1 : (direction.shape[-1] + 1) // 2] *= 2
+    return [float(f"{x:.4g}") for x in (power / power.sum()).tolist()]
+
+
+def _round(values: list[float] | None, i: int) -> float | None:
+    return None if values is None else float(f"{values[i]:.6g}")
+
+
+def _stats(extraction: Any, keep: int, probe: int, source_blocks: list[int]) -> dict[str, Any]:
+    layers = []
+    for b in range(extraction.directions.shape[0]):
+        layers.append({
+            "block": b,
+            "norm": float(f"{float(extraction.mean_difference[b].norm()):.6g}"),
+            "state_norm": float(f"{float(extraction.state_norm[b]):.6g}"),
+            "dispersion": _round(extraction.dispersion, b),
+            "separation": _round(extraction.separation, b),
+            "energy_in_band": float(f"{_energy_share(extraction.directions[b], keep):.6g}"),
+        })
+    return {
+        "extraction": extraction.method,
+        "pairs": extraction.count,
+        "lowpass_keep": keep,
+        "default_source_blocks": source_blocks,
+        "layers": layers,
+        "spectrum": {"block": probe, "power": _spectrum(extraction.directions[probe])},
+        "projection": extraction.projection,
+    }
+
+
+def _encode(directions: torch.Tensor, target: ModelRef, keep: int) -> torch.Tensor:
+    try:
+        encoded = spectral.encode(directions.float(), target.hidden_size, keep)
+    except ValueError as exc:
+        raise BuildError(f"cannot encode the source directions: {exc}") from None
+    rows = [spectral.blend(encoded, p) for p in spectral.layer_map(directions.shape[0], target.num_layers)]
+    out = torch.stack(rows)
+    norms = out.norm(dim=-1, keepdim=True)
+    if bool((norms < 1e-6).any()):
+        raise BuildError("two neighbouring source directions cancel out in the layer map")
+    return (out / norms).float().contiguous()
+
+
+def build_pack(
+    model: Any,
+    tokenizer: Any,
+    target: str | Path | TargetSpec | ModelRef,
+    pairs: str | Path | PairSet | None = None,
+    *,
+    extraction: ExtractionMethod = "mean-diff",
+    keep: int | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+    source_id: str | None = None,
+    target_id: str | None = None,
+    name: str | None = None,
+    version: str = "0.1.0",
+    strength: float = DEFAULT_STRENGTH,
+    layers: tuple[int, ...] | None = None,
+    generate: bool = False,
+    diagnostics: bool = True,
+    padding_side: str | None = None,
+) -> Pack:
+    """Extract the CoT direction of every block of ``model`` and encode it into a pack for ``target``.
+
+    ``target``: a Hub id or local folder (only its config is read), or a ``TargetSpec``.
+    ``pairs``: ``"builtin"`` (default), ``"prompt-contrast"``, a ``.jsonl`` path or a ``PairSet``;
+    ``generate=True`` replaces their answers with the model's own. ``keep``: low-pass bins of the
+    source spectrum (default :func:`default_keep`). ``source_id`` / ``target_id``: the Hub ids to
+    record when the models were loaded from local paths. ``diagnostics=False`` keeps no per-pair
+    differences (mean-diff only), leaving dispersion and separation out of the stats.
+    """
+    target_ref = read_target(target, model_id=target_id)
+    loaded_from = getattr(model.config, "_name_or_path", "") or ""
+    if source_id is None and not loaded_from:
+        raise BuildError("the model does not record where it was loaded from: pass source_id='org/name'")
+    source_ref = model_ref_from_config(model.config, source_id or resolve_model_id(loaded_from, None, "llm"))
+    keep = default_keep(source_ref.hidden_size, target_ref.hidden_size) if keep is None else keep
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= spectral.num_bins(source_ref.hidden_size):
+        raise BuildError(f"keep must be an int in [1, {spectral.num_bins(source_ref.hidden_size)}], got {keep!r}")
+    layers = default_layers(target_ref.num_layers) if layers is None else tuple(layers)
+    if not layers or any(not 0 <= i < target_ref.num_layers for i in layers):
+        raise BuildError(f"layers must be block indices in [0, {target_ref.num_layers - 1}], got {list(layers)}")
+    if not (isinstance(strength, int | float) and math.isfinite(strength) and strength >= 0):
+        raise BuildError(f"strength must be a finite number >= 0, got {strength!r}")
+    pair_set = load_pairs(pairs)
+    if generate:
+        pair_set = generate_pairs(model, tokenizer, pair_set, batch_size=batch_size, progress=progress)
+    positions = spectral.layer_map(source_ref.num_layers, target_ref.num_layers)
+    source_blocks = sorted({round(positions[i]) for i in layers})
+    probe = source_blocks[len(source_blocks) // 2]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    result = extract(
+        model,
+        tokenize_pairs(pair_set, tokenizer),
+        method=extraction,
+        batch_size=batch_size,
+        pad_token_id=pad or 0,
+        padding_side=padding_side or getattr(tokenizer, "padding_side", "right") or "right",
+        keep_differences=diagnostics,
+        probe_block=probe,
+        progress=progress,
+    )
+    pack = Pack(
+        name=name or f"l2v-cot-{_slug(source_ref.model_id)}-for-{_slug(target_ref.model_id)}",
+        version=version,
+        source=source_ref,
+        target=target_ref,
+        method=Method(extraction=extraction, pairs=pair_set.info(), lowpass_keep=keep),
+        directions=_encode(result.directions, target_ref, keep),
+        defaults=Defaults(strength=float(strength), layers=layers),
+        hook=Hook(op="norm_preserving_add", positions="first_and_generated"),
+        stats=_stats(result, keep, probe, source_blocks),
+    )
+    return pack.validate()

@@ -1,0 +1,117 @@
+"""``l2v-hub build``: extract CoT directions from an LLM and write a pack for a target VLM."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import BuildError
+
+__all__ = ["build"]
+
+
+def _layers(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated block indices like 12,13,14, got {value!r}") from None
+
+
+def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
+    stats = pack.stats or {}
+    by_block = {row["block"]: row for row in stats.get("layers", [])}
+    blocks = stats.get("default_source_blocks", [])
+    return {
+        "path": str(out),
+        "name": pack.name,
+        "version": pack.version,
+        "source": pack.source.model_id,
+        "target": pack.target.model_id,
+        "target_hidden_size": pack.target.hidden_size,
+        "target_num_layers": pack.target.num_layers,
+        "extraction": pack.method.extraction,
+        "pairs": {"source": pack.method.pairs.source, "count": pack.method.pairs.count},
+        "lowpass_keep": pack.method.lowpass_keep,
+        "defaults": {"strength": pack.defaults.strength, "layers": list(pack.defaults.layers)},
+        "separation_at_default": {str(b): by_block[b]["separation"] for b in blocks if b in by_block},
+        "seconds": round(seconds, 2),
+    }
+
+
+@click.command()
+@click.option("--llm", "llm", required=True, help="Source LLM: Hub id, local folder or .gguf file.")
+@click.option("--llm-id", help="Hub id to record for a local --llm (a pack never records a path).")
+@click.option("--gguf-file", help="GGUF file name inside --llm (a Hub repo or folder).")
+@click.option("--revision", help="Revision (branch, tag or commit) of a Hub --llm.")
+@click.option("--target", required=True, help="Target VLM: Hub id or local folder; only its config is read.")
+@click.option("--target-id", help="Hub id to record for a local --target folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Pack folder to write.")
+@click.option("--pairs", default="builtin", show_default=True, help="builtin, prompt-contrast, or a FILE.jsonl of {problem, cot, direct}.")
+@click.option("--generate", is_flag=True, help="Let the LLM write both answers to each problem.")
+@click.option("--extraction", type=click.Choice(["mean-diff", "pca"]), default="mean-diff", show_default=True)
+@click.option("--keep", type=click.IntRange(min=1), help="Low-pass bins of the source spectrum [default: 11.2% of them].")
+@click.option("--layers", callback=_layers, help="Default target blocks, e.g. 12,13,14 [default: the 3 middle blocks].")
+@click.option("--strength", type=click.FloatRange(min=0), default=0.1, show_default=True, help="Default strength.")
+@click.option("--device", help="Device for the LLM, e.g. cpu, cuda, cuda:1, mps.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="LLM dtype.")
+@click.option("--device-map", help="Passed to transformers, e.g. auto to spread a large LLM over GPUs.")
+@click.option("--trust-remote-code", is_flag=True, help="Run the model repo's own code (off unless given).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--name", help="Pack name [default: l2v-cot-<source>-for-<target>].")
+@click.option("--version", "version", default="0.1.0", show_default=True, help="Pack version (semver).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Cache of dequantized GGUF models [default: $L2V_HUB_CACHE or ~/.cache/l2v_hub].")
+@click.option("--overwrite", is_flag=True, help="Replace a pack already at --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of the pack.")
+def build(**options: Any) -> None:
+    """Extract the CoT direction of every block of --llm and write a pack for --target to --out."""
+    from ..builder import build_pack, load_llm, read_target
+    from ..builder.target import resolve_model_id
+
+    out: Path = options["out"]
+    if out.exists() and any(out.iterdir()) and not options["overwrite"]:
+        raise BuildError(f"--out '{out}' exists and is not empty; pass --overwrite to replace it")
+    start = time.perf_counter()
+    if options["quiet"]:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # transformers' own "Loading weights" bars
+    # Both ids and the target's config are checked before the LLM loads: a typo fails in a
+    # second, not after minutes of loading.
+    source_id = resolve_model_id(options["llm"], options["llm_id"], "llm")
+    target = read_target(options["target"], model_id=options["target_id"],
+                         trust_remote_code=options["trust_remote_code"])
+    model, tokenizer = load_llm(
+        options["llm"], gguf_file=options["gguf_file"], device=options["device"],
+        dtype=options["dtype"], device_map=options["device_map"],
+        trust_remote_code=options["trust_remote_code"], cache_dir=options["cache_dir"],
+        revision=options["revision"],
+    )
+    pack = build_pack(
+        model, tokenizer, target, options["pairs"],
+        extraction=options["extraction"], keep=options["keep"], batch_size=options["batch_size"],
+        progress=not options["quiet"], source_id=source_id,
+        name=options["name"], version=options["version"], strength=options["strength"],
+        layers=options["layers"], generate=options["generate"],
+    )
+    pack.save_pretrained(out)
+    report = _report(pack, out, time.perf_counter() - start)
+    if options["as_json"]:
+        click.echo(json.dumps(report, indent=2))
+        return
+    separation = ", ".join(f"block {b}: {s:.2f}" for b, s in report["separation_at_default"].items())
+    click.echo(
+        f"wrote {pack.name} v{pack.version} to {out} in {report['seconds']:.1f} s\n"
+        f"  {pack.source.model_id} ({pack.source.hidden_size}-d, {pack.source.num_layers} blocks) -> "
+        f"{pack.target.model_id} ({pack.target.hidden_size}-d, {pack.target.num_layers} blocks)\n"
+        f"  {pack.method.pairs.count} pairs from {pack.method.pairs.source}, {pack.method.extraction}, "
+        f"low-pass {pack.method.lowpass_keep} bins\n"
+        f"  defaults: strength {pack.defaults.strength:g} on blocks {list(pack.defaults.layers)}; "
+        f"separation at the source blocks they read: {separation or 'n/a'}"
+    )

@@ -1,0 +1,105 @@
+"""``l2v-hub build`` end to end on tiny offline models, and ``inspect --plot``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from tiny_llm import byte_tokenizer, tiny_llama, tiny_qwen2_vl_config
+
+from l2v_hub import Pack
+from l2v_hub.cli import main
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    llm = root / "llm"
+    tiny_llama(hidden=32, layers=4, seed=0).save_pretrained(llm)
+    byte_tokenizer(chat_template=True).save_pretrained(llm)
+    pairs = root / "pairs.jsonl"
+    pairs.write_text("".join(
+        json.dumps({"problem": f"What is {i} + {i}?", "cot": f"{i} + {i} = {2 * i}. So {2 * i}.", "direct": f"{2 * i}."}) + "\n"
+        for i in range(12)
+    ))
+    return {"llm": llm, "vlm": tiny_qwen2_vl_config(root / "vlm", hidden=48, layers=6), "pairs": pairs}
+
+
+def _build(folders: dict[str, Path], out: Path, *extra: str) -> object:
+    args = ["build", "--llm", str(folders["llm"]), "--llm-id", "org/tiny-llm", "--target", str(folders["vlm"]),
+            "--target-id", "org/tiny-vlm", "--out", str(out), "--pairs", str(folders["pairs"]), "--quiet", *extra]
+    return CliRunner().invoke(main, args)
+
+
+def test_build_writes_a_pack_that_validates(folders: dict[str, Path], tmp_path: Path) -> None:
+    result = _build(folders, tmp_path / "pack", "--json", "--version", "1.2.0", "--extraction", "pca")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    pack = Pack.from_pretrained(tmp_path / "pack")
+    assert (pack.target.model_id, pack.target.hidden_size, pack.target.num_layers) == ("org/tiny-vlm", 48, 6)
+    assert (pack.source.model_id, pack.source.hidden_size, pack.source.num_layers) == ("org/tiny-llm", 32, 4)
+    assert pack.version == "1.2.0" and pack.method.extraction == "pca"
+    assert pack.method.pairs.source == "jsonl:pairs.jsonl" and pack.method.pairs.count == 12
+    assert report["path"] == str(tmp_path / "pack") and report["defaults"]["layers"] == [1, 2, 3]
+    assert set(report["separation_at_default"]) == {"1", "2"}
+    assert "stats.json" in json.loads((tmp_path / "pack" / "pack.json").read_text())["files"]
+
+
+def test_build_options_reach_the_pack(folders: dict[str, Path], tmp_path: Path) -> None:
+    result = _build(folders, tmp_path / "p", "--keep", "4", "--layers", "1,5", "--strength", "0.3",
+                    "--name", "my-pack", "--dtype", "float32", "--device", "cpu", "--batch-size", "3")
+    assert result.exit_code == 0, result.output
+    assert "wrote my-pack v0.1.0" in result.output and "separation" in result.output
+    pack = Pack.from_pretrained(tmp_path / "p")
+    assert pack.method.lowpass_keep == 4 and pack.defaults.layers == (1, 5) and pack.defaults.strength == 0.3
+
+
+def test_build_refuses_to_overwrite_and_to_record_paths(folders: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = _build(folders, out)
+    assert result.exit_code == 1 and "pass --overwrite" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    args = ["build", "--llm", str(folders["llm"]), "--target", str(folders["vlm"]), "--target-id", "org/v",
+            "--out", str(tmp_path / "q"), "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "--llm-id" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "q").exists()
+
+
+def test_build_bad_pairs_file_names_the_line(folders: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "p", "cot": "c", "direct": "d"}\n{"problem": "p", "cot": "c"}\n')
+    result = _build({**folders, "pairs": bad}, tmp_path / "p")
+    assert result.exit_code == 1 and "line 2: field 'direct'" in result.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_build_usage_errors_are_exit_2(folders: dict[str, Path], tmp_path: Path) -> None:
+    assert CliRunner().invoke(main, ["build", "--llm", "x"]).exit_code == 2
+    assert _build(folders, tmp_path / "p", "--extraction", "lda").exit_code == 2
+    assert _build(folders, tmp_path / "p", "--layers", "a,b").exit_code == 2
+    assert CliRunner().invoke(main, ["build", "--help"]).exit_code == 0
+
+
+def test_inspect_plot_draws_a_png(folders: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the 'plot' extra is part of the test extra")
+    assert _build(folders, tmp_path / "p").exit_code == 0
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "p"), "--plot", str(tmp_path / "fig.png")])
+    assert result.exit_code == 0, result.output
+    assert f"plot:      {tmp_path / 'fig.png'}" in result.output
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inspect_plot_without_matplotlib_says_how_to_get_it(
+    folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _build(folders, tmp_path / "p").exit_code == 0
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "p"), "--plot", str(tmp_path / "fig.png")])
+    assert result.exit_code == 1 and "pip install 'l2v-hub[plot]'" in result.output
+    assert not (tmp_path / "fig.png").exists()

