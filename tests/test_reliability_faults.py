@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from itertools import product
 from pathlib import Path
 
 import huggingface_hub
@@ -84,6 +85,11 @@ def _table() -> str:
     return "\n".join(lines)
 
 
+def matrix(steps: tuple[str, ...]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Parametrize a test over ``steps`` x ``FAULTS``."""
+    return lambda test: pytest.mark.parametrize(("step", "fault"), list(product(steps, FAULTS)))(test)
+
+
 def inject(hub: HubServer, step: str, fault: str, times: int) -> None:
     if fault == "500":
         hub.fail(step, status=500, times=times)
@@ -115,8 +121,7 @@ def assert_not_half_visible(hub: HubServer, pack: Pack) -> None:
 # --- publish -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("step", PUBLISH_STEPS)
+@matrix(PUBLISH_STEPS)
 def test_publish_absorbs_a_fault_that_happens_once(faulty: HubServer, step: str, fault: str) -> None:
     pack = random_pack()
     inject(faulty, step, fault, times=1)
@@ -127,8 +132,7 @@ def test_publish_absorbs_a_fault_that_happens_once(faulty: HubServer, step: str,
     OUTCOMES[("publish, fault once", step, fault)] = "ok in one run"
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("step", PUBLISH_STEPS)
+@matrix(PUBLISH_STEPS)
 def test_publish_under_a_lasting_fault_is_completed_by_running_it_again(
     faulty: HubServer, step: str, fault: str, tmp_path: Path
 ) -> None:
@@ -175,8 +179,7 @@ def published(faulty: HubServer) -> tuple[Pack, str]:
     return pack, release.commit
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("step", PULL_STEPS)
+@matrix(PULL_STEPS)
 def test_pull_retries_a_fault_that_happens_once(
     faulty: HubServer, published: tuple[Pack, str], step: str, fault: str
 ) -> None:
@@ -188,8 +191,7 @@ def test_pull_retries_a_fault_that_happens_once(
     OUTCOMES[("pull, fault once", step, fault)] = "ok"
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("step", PULL_STEPS)
+@matrix(PULL_STEPS)
 def test_pull_under_a_lasting_fault_uses_the_cached_copy_of_that_revision(
     faulty: HubServer, published: tuple[Pack, str], step: str, fault: str
 ) -> None:
@@ -206,8 +208,7 @@ def test_pull_under_a_lasting_fault_uses_the_cached_copy_of_that_revision(
     )
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("step", PULL_STEPS)
+@matrix(PULL_STEPS)
 def test_pull_under_a_lasting_fault_with_nothing_cached_names_repo_revision_and_error(
     faulty: HubServer, published: tuple[Pack, str], step: str, fault: str
 ) -> None:

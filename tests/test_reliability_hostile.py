@@ -6,13 +6,15 @@ the file, an 8-GB declared header, wrong dtypes and shapes, overlapping or out-o
 extra and missing tensors); each is written into a pack folder whose pack.json records its true
 sha256 and size, so the parser itself is reached. The suites run ``EXAMPLES`` cases in all
 (derandomized, no example database: the same cases on every run). Then names and links that leave
-the folder, and the CLI given bad arguments, missing files and unreadable folders.
+the folder, the CLI given bad arguments, missing files and unreadable folders, and ``patch``
+given bad strengths, layers, ops and positions (refused before the model is touched).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import resource
 import struct
 from pathlib import Path
@@ -20,15 +22,20 @@ from typing import Any
 
 import httpx2
 import pytest
+import torch
 from click.testing import CliRunner
 from conftest import random_pack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny_models import HIDDEN, LAYERS, build
 
-from l2v_hub import Pack
+import l2v_hub
+from l2v_hub import Defaults, Pack
 from l2v_hub.cli import main
-from l2v_hub.errors import PackError
+from l2v_hub.errors import L2VHubError, PackError
 from l2v_hub.hub import hubsource
+from l2v_hub.loader.patch import MAX_STRENGTH
+from l2v_hub.metadata import OPS, POSITIONS
 
 EXAMPLES = {"pack_json": 2500, "raw": 2500, "safetensors": 3500, "names": 1500}
 assert sum(EXAMPLES.values()) >= 10_000
@@ -39,6 +46,7 @@ CI = {
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 }
 PACK = random_pack(hidden_size=4, num_layers=2)
+TINY_PACK = random_pack(HIDDEN, LAYERS)
 
 
 @pytest.fixture(scope="module")
@@ -311,3 +319,57 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(
     ]
     loud = CliRunner().invoke(main, ["--debug", "search", "org/model"])
     assert loud.exit_code == 1 and isinstance(loud.exception, httpx2.ProxyError)
+
+
+# --- patch arguments -----------------------------------------------------------------------------
+
+strengths = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([True, "0.5", None, [0.5], complex(1, 1)]),
+)
+layer_args = st.one_of(
+    st.lists(st.integers(-(2**40), 2**40), max_size=4),
+    st.integers(-5, 5),
+    st.sampled_from(["1", [1.0], [True], None, (), [0, 0]]),
+)
+
+
+@settings(max_examples=400, **CI)
+@given(strength=strengths, layers=layer_args, op=st.text(max_size=20) | st.sampled_from(OPS),
+       positions=st.text(max_size=20) | st.sampled_from(POSITIONS))
+def test_patch_refuses_bad_arguments_before_touching_the_model(
+    tiny_model: torch.nn.Module, strength: Any, layers: Any, op: str, positions: str
+) -> None:
+    try:
+        handle = l2v_hub.patch(tiny_model, TINY_PACK, strength=strength, layers=layers, op=op,
+                               positions=positions)
+    except L2VHubError:
+        assert hook_count(tiny_model) == 0 and "generate" not in vars(tiny_model)
+        return
+    try:  # accepted: then every argument was in range
+        assert math.isfinite(handle.strength) and abs(handle.strength) <= MAX_STRENGTH
+        assert all(0 <= i < LAYERS for i in handle.layers)
+        assert handle.op in OPS and handle.positions in POSITIONS
+    finally:
+        handle.remove()
+
+
+def test_an_absurd_default_strength_in_a_pack_is_refused_before_touching_the_model(
+    tiny_model: torch.nn.Module, tmp_path: Path
+) -> None:
+    pack = random_pack(HIDDEN, LAYERS)
+    pack.defaults = Defaults(strength=1e300, layers=(0,))
+    folder = pack.save_pretrained(tmp_path / "absurd")  # a valid pack file: strength is a float
+    with pytest.raises(L2VHubError, match="strength must be finite and within"):
+        l2v_hub.patch(tiny_model, folder)
+    assert hook_count(tiny_model) == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> torch.nn.Module:
+    return build("llama")
+
+
+def hook_count(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())

@@ -4,6 +4,7 @@ remote code unless asked, and only the files a pack names are ever fetched."""
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import logging
 import subprocess
@@ -11,12 +12,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import transformers
 from click.testing import CliRunner
 from conftest import random_pack
 from hubserver import TEST_TOKEN, HubServer
 from huggingface_hub import CommitOperationAdd, HfApi
+from tiny_llm import byte_tokenizer, tiny_llama
 
 import l2v_hub
+from l2v_hub.builder.llm import load_llm
+from l2v_hub.builder.target import read_target
 from l2v_hub.cli import main
 from l2v_hub.hub import pull
 
@@ -73,15 +78,54 @@ def test_the_package_uses_no_pickle_torch_load_eval_exec_or_remote_code() -> Non
     assert problems == []
 
 
+def _remote_code_values(tree: ast.AST) -> list[ast.expr]:
+    """What the code passes as trust_remote_code: as a keyword or as a dict key."""
+    values = [n.value for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg == "trust_remote_code"]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            values += [
+                v for k, v in zip(node.keys, node.values, strict=True)
+                if isinstance(k, ast.Constant) and k.value == "trust_remote_code"
+            ]
+    return values
+
+
 def test_remote_code_is_never_turned_on_implicitly() -> None:
-    # Where the package names trust_remote_code at all, it passes the user's own flag or False.
+    # Wherever the package passes trust_remote_code, it is the user's own flag or False.
+    seen = 0
     for path in sorted(PACKAGE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.keyword) and node.arg == "trust_remote_code":
-                value = node.value
-                assert isinstance(value, ast.Name | ast.Attribute) or (
-                    isinstance(value, ast.Constant) and value.value is False
-                ), f"{path}:{value.lineno}"
+        for value in _remote_code_values(ast.parse(path.read_text())):
+            seen += 1
+            assert isinstance(value, ast.Name | ast.Subscript) or (
+                isinstance(value, ast.Constant) and value.value is False
+            ), f"{path}:{value.lineno}: {ast.unparse(value)}"
+    assert seen > 0  # the builder does load models
+    defaults = [
+        inspect.signature(f).parameters["trust_remote_code"].default
+        for f in (load_llm, read_target)
+    ]
+    assert defaults == [False, False]
+
+
+def test_load_llm_passes_trust_remote_code_false_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "llm"
+    tiny_llama().save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    seen: list[object] = []
+    for cls in (transformers.AutoModelForCausalLM, transformers.AutoTokenizer):
+        real = cls.from_pretrained.__func__
+
+        def spy(klass: type, *args: object, _real: object = real, **kwargs: object) -> object:
+            seen.append(kwargs.get("trust_remote_code", "absent"))
+            return _real(klass, *args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    load_llm(folder)
+    assert seen == [False, False]
+    load_llm(folder, trust_remote_code=True)  # only when the caller asks
+    assert seen[2:] == [True, True]
 
 
 # --- tokens --------------------------------------------------------------------------------------

@@ -96,17 +96,8 @@ class HubSource(PackSource):
     def where(self) -> str:
         return f"the Hub at {self.api.endpoint}"
 
-    def _call(
-        self,
-        repo_id: str,
-        revision: str | None,
-        action: str,
-        fn: Callable[..., _T],
-        /,
-        *args: Any,
-        settle: Callable[[], _T | None] | None = None,
-        **kw: Any,
-    ) -> _T:
+    def _call(self, repo_id: str, revision: str | None, action: str, fn: Callable[..., _T], /,
+              *args: Any, settle: Callable[[], _T | None] | None = None, **kw: Any) -> _T:
         """The one place every request passes: transient failures are retried (``retry.py``)."""
         with _hub_errors(repo_id, revision, action, self.where):
             what = f"{action} {repo_id}@{revision}" if revision else f"{action} {repo_id}"
@@ -115,20 +106,11 @@ class HubSource(PackSource):
     def _file(self, repo_id: str, name: str, revision: str) -> Path:
         """``name`` at ``revision``, downloaded, or from the cache when the Hub keeps failing."""
         try:
-            return Path(
-                self._call(
-                    repo_id,
-                    revision,
-                    f"downloading {name} of",
-                    hf_hub_download,
-                    repo_id,
-                    name,
-                    revision=revision,
-                    token=self.token,
-                    endpoint=self.api.endpoint,
-                    etag_timeout=retry.POLICY.timeout,
-                )
-            )
+            return Path(self._call(
+                repo_id, revision, f"downloading {name} of", hf_hub_download, repo_id, name,
+                revision=revision, token=self.token, endpoint=self.api.endpoint,
+                etag_timeout=retry.POLICY.timeout,  # the HEAD; the GET has HF_HUB_DOWNLOAD_TIMEOUT
+            ))
         except PackNotFoundError:
             raise
         except HubError as exc:  # the same revision, cached earlier, is the same bytes
