@@ -30,13 +30,12 @@ import torch
 # repeng draws tqdm bars unconditionally; tqdm >= 4.66 reads its defaults from TQDM_* variables.
 os.environ.setdefault("TQDM_DISABLE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from tiny_llm import REPO_CACHE, smollm2_gguf  # noqa: E402
+REPO_CACHE = ROOT / ".cache" / "l2v_hub"
 
 from l2v_hub import TargetSpec, build_pack, load_llm  # noqa: E402
 from l2v_hub.builder.extract import make_batches, run_forward  # noqa: E402
 from l2v_hub.builder.pairs import builtin_pairs, render_pair, tokenize_pairs  # noqa: E402
+from l2v_hub.demo import smollm2_gguf  # noqa: E402
 
 TARGET = TargetSpec("Qwen/Qwen2-VL-2B-Instruct", hidden_size=1536, num_layers=28, model_type="qwen2_vl")
 
