@@ -30,13 +30,12 @@ import torch
 # repeng draws tqdm bars unconditionally; tqdm >= 4.66 reads its defaults from TQDM_* variables.
 os.environ.setdefault("TQDM_DISABLE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from tiny_llm import REPO_CACHE, smollm2_gguf  # noqa: E402
+REPO_CACHE = ROOT / ".cache" / "l2v_hub"
 
 from l2v_hub import TargetSpec, build_pack, load_llm  # noqa: E402
 from l2v_hub.builder.extract import make_batches, run_forward  # noqa: E402
-from l2v_hub.builder.pairs import builtin_pairs, render_pair, tokenize_pairs  # noqa: E402
+from l2v_hub.builder.pairs import PairSet, builtin_pairs, render_pair, tokenize_pairs  # noqa: E402
+from l2v_hub.demo import smollm2_gguf  # noqa: E402
 
 TARGET = TargetSpec("Qwen/Qwen2-VL-2B-Instruct", hidden_size=1536, num_layers=28, model_type="qwen2_vl")
 
@@ -74,11 +73,13 @@ def timed(job: Callable[[], Any]) -> tuple[float, int]:
 JOBS = ("l2v-hub build", "bare forward passes", "repeng ControlVector.train")
 
 
-def run_job(name: str, batch_size: int, threads: int) -> dict[str, Any]:
+def run_job(name: str, batch_size: int, threads: int, count: int | None) -> dict[str, Any]:
     """Load the model, warm up on one batch, then time one job; runs inside the subprocess."""
     torch.set_num_threads(threads)
     model, tok = load_llm(smollm2_gguf(), cache_dir=REPO_CACHE)
     pairs = builtin_pairs()
+    if count is not None:
+        pairs = PairSet(f"builtin[:{count}]", pairs.style, pairs.pairs[:count])
     tokens = tokenize_pairs(pairs, tok)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     batches = make_batches(tokens, batch_size, pad_token_id=pad, padding_side=tok.padding_side)
@@ -119,10 +120,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-repeng", action="store_true")
+    parser.add_argument("--pairs", type=int, help="use only the first N builtin pairs")
     parser.add_argument("--job", choices=JOBS, help=argparse.SUPPRESS)  # the subprocess side
     args = parser.parse_args()
     if args.job:
-        print(json.dumps(run_job(args.job, args.batch_size, args.threads)))
+        print(json.dumps(run_job(args.job, args.batch_size, args.threads, args.pairs)))
         return
 
     jobs = [j for j in JOBS if not (args.skip_repeng and j.startswith("repeng"))]
@@ -131,7 +133,7 @@ def main() -> None:
     for round_ in range(args.runs):
         for name in list(jobs):
             cmd = [sys.executable, __file__, "--job", name, "--batch-size", str(args.batch_size),
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads), *(["--pairs", str(args.pairs)] if args.pairs else [])]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 notes.append(f"{name} failed: {done.stderr.strip().splitlines()[-1][:300]}")

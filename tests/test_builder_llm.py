@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_llm import REPO_CACHE, byte_tokenizer, smollm2_gguf, tiny_llama
+from tiny_llm import REPO_CACHE, byte_tokenizer, tiny_llama
 
 from l2v_hub import BuildError, load_llm
+from l2v_hub.demo import smollm2_gguf
 
 
 def test_load_a_local_folder_with_dtype_and_device(tmp_path: Path) -> None:

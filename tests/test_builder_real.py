@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_llm import REPO_CACHE, smollm2_gguf
+from tiny_llm import REPO_CACHE
 
 from l2v_hub import Pack, TargetSpec, build_pack, load_llm
+from l2v_hub.demo import smollm2_gguf
 
 pytestmark = pytest.mark.slow
 

