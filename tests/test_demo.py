@@ -19,7 +19,7 @@ from l2v_hub import Pack
 from l2v_hub.builder import PairSet, TargetSpec, build_pack, builtin_pairs
 from l2v_hub.demo.answer import QUESTIONS, final_number
 from l2v_hub.demo.run import DemoPlan, DemoResult, run
-from l2v_hub.hub import Registry, resolve_pack
+from l2v_hub.hub import Registry, find_pack, resolve_pack
 
 TESTS = Path(__file__).resolve().parent
 PAIRS = PairSet("builtin-first-6", "response", builtin_pairs().pairs[:6])
@@ -51,14 +51,16 @@ def test_both_packs_published_and_registered(demo) -> None:
     registry = Registry.load(result.registry)
     assert sorted(e.target for e in registry.entries) == sorted([tiny_demo.GEMMA_ID, tiny_demo.VLM_ID])
     for spec in plan.targets:
-        resolved = resolve_pack(spec.model_id, registry=result.registry, store=result.store)
-        pack = resolved.pack
+        found = find_pack(spec.model_id, registry=result.registry, store=result.store)
+        assert found.found_in == f"user registry {result.registry}"
+        pack = found.pulled.pack
+        assert resolve_pack(spec.model_id, registry=result.registry, store=result.store) == pack
         assert (pack.target.model_id, pack.target.hidden_size, pack.target.num_layers) == (
             spec.model_id, 32, 3)
         assert (pack.source.model_id, pack.source.hidden_size, pack.source.num_layers) == (
             tiny_demo.SOURCE_ID, 48, 5)
         assert pack.method.pairs.count == len(PAIRS)
-        assert (result.store / resolved.release.repo_id / pack.version / "pack.json").is_file()
+        assert (result.store / found.pulled.release.repo_id / pack.version / "pack.json").is_file()
 
 
 def test_one_extraction_gives_what_build_pack_gives_per_target(demo) -> None:

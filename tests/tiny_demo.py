@@ -10,13 +10,19 @@ from typing import Any
 
 import torch
 from tiny_llm import byte_tokenizer, tiny_llama
-from transformers import Gemma3Config, Gemma3ForCausalLM, Gemma3ForConditionalGeneration, Gemma3TextConfig
+from transformers import (
+    Gemma3Config,
+    Gemma3ForCausalLM,
+    Gemma3ForConditionalGeneration,
+    Gemma3TextConfig,
+)
 
 __all__ = ["GEMMA_ID", "SOURCE_ID", "VLM_ID", "load_gemma", "load_gemma_vlm", "load_source"]
 
 SOURCE_ID, GEMMA_ID, VLM_ID = "test/tiny-llama", "test/tiny-gemma", "test/tiny-gemma-vlm"
+# The window spans the whole prompt, so the steered first token reaches the last one.
 _TEXT = dict(vocab_size=262, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-             num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=64,
+             num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=512,
              pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 

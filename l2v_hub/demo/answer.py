@@ -87,7 +87,7 @@ def _next_logits(model: Any, tokenizer: Any, question: Question) -> torch.Tensor
 
 
 def answer_questions(
-    model: Any, tokenizer: Any, questions: tuple[Question, ...] = QUESTIONS, max_new_tokens: int = 96
+    model: Any, tokenizer: Any, questions: tuple[Question, ...] = QUESTIONS, max_new_tokens: int = 48
 ) -> dict[str, Any]:
     """Each question answered greedily without, then with, ``l2v_hub.patch(model)``.
 

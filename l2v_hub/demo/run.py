@@ -40,7 +40,7 @@ class DemoPlan:
     targets: tuple[TargetSpec, ...]
     target_loaders: tuple[str, ...]
     pairs: str | PairSet = "builtin"
-    max_new_tokens: int = 96
+    max_new_tokens: int = 48
     python_path: tuple[str, ...] = ()
 
 
@@ -57,14 +57,19 @@ class DemoResult:
 
 def real_plan(out: Path = Path(".cache/demo"), cache: Path = Path(".cache/l2v_hub")) -> DemoPlan:
     """The real thing: SmolLM2-135M-Instruct -> Gemma 3 270M and the Gemma 3 VLM on it."""
+    from ..builder import builtin_pairs
     from .models import GEMMA_ID, GEMMA_VLM_ID, load_smollm2
 
+    # Every 4th builtin pair (72, all 12 templates): the 4-minute budget on 2 cores; `l2v-hub
+    # build` uses all 288.
+    pairs = builtin_pairs()
     return DemoPlan(
         out=out,
         cache=cache,
         load_source=load_smollm2,
         targets=(TargetSpec(GEMMA_ID, 640, 18, "gemma3_text"), TargetSpec(GEMMA_VLM_ID, 640, 18, "gemma3")),
         target_loaders=("l2v_hub.demo.models:load_gemma", "l2v_hub.demo.models:load_gemma_vlm"),
+        pairs=PairSet("builtin-every-4th", pairs.style, pairs.pairs[::4]),
     )
 
 
