@@ -28,7 +28,7 @@ from tiny_llm import byte_tokenizer, tiny_llama
 
 import l2v_hub
 from l2v_hub import Pack
-from l2v_hub.builder import build_pack
+from l2v_hub.builder import PairSet, build_pack, builtin_pairs
 from l2v_hub.cli import main
 from l2v_hub.hub import Registry, publish, push_index, register
 
@@ -85,12 +85,13 @@ def world(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     vlm.save_pretrained(tmp_path / "vlm")
     _upload(api, tmp_path / "vlm", TARGET)
     # As small as a Llama gets: the quick start's `l2v-hub build` runs it over all 288 pairs.
-    llm, tokenizer = tiny_llama(hidden=16, layers=2, seed=1), byte_tokenizer(chat_template=True)
+    llm, tokenizer = tiny_llama(hidden=48, layers=3, seed=1), byte_tokenizer(chat_template=True)
     llm.config._attn_implementation = "sdpa"
     llm.save_pretrained(tmp_path / "llm")
     tokenizer.save_pretrained(tmp_path / "llm")
     _upload(api, tmp_path / "llm", SOURCE)
-    pack = build_pack(llm, tokenizer, TARGET, source_id=SOURCE, version="1.0.0", progress=False)
+    few = PairSet("builtin-first-4", "response", builtin_pairs().pairs[:4])
+    pack = build_pack(llm, tokenizer, TARGET, few, source_id=SOURCE, version="1.0.0", progress=False)
     publish(pack, CURATED)
     register(tmp_path / "index.json", CURATED, recommended=True)
     push_index(tmp_path / "index.json", "l2v-hub/registry")
