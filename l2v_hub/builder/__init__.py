@@ -4,7 +4,14 @@
 LLM (GGUF included) and the pair loaders give the contrastive inputs.
 """
 
-from .build import DEFAULT_STRENGTH, KEEP_FRACTION, build_pack, default_keep, default_layers
+from .build import (
+    DEFAULT_STRENGTH,
+    KEEP_FRACTION,
+    build_pack,
+    build_packs,
+    default_keep,
+    default_layers,
+)
 from .extract import Extraction, extract
 from .generate import generate_pairs
 from .llm import load_llm
@@ -26,6 +33,7 @@ __all__ = [
     "PairSet",
     "TargetSpec",
     "build_pack",
+    "build_packs",
     "builtin_pairs",
     "default_keep",
     "default_layers",

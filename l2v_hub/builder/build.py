@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,14 @@ from .generate import generate_pairs
 from .pairs import PairSet, load_pairs, tokenize_pairs
 from .target import TargetSpec, model_ref_from_config, read_target, resolve_model_id
 
-__all__ = ["DEFAULT_STRENGTH", "KEEP_FRACTION", "build_pack", "default_keep", "default_layers"]
+__all__ = [
+    "DEFAULT_STRENGTH",
+    "KEEP_FRACTION",
+    "build_pack",
+    "build_packs",
+    "default_keep",
+    "default_layers",
+]
 
 # The authors' code keeps k = 200 bins of a 3584-d model's 1793 (11.2%); the same fraction of the
 # source's bins carries that cut to any size.
@@ -132,25 +140,57 @@ def build_pack(
     record when the models were loaded from local paths. ``diagnostics=False`` keeps no per-pair
     differences (mean-diff only), leaving dispersion and separation out of the stats.
     """
-    target_ref = read_target(target, model_id=target_id)
+    return build_packs(
+        model, tokenizer, [target], pairs, extraction=extraction, keep=keep, batch_size=batch_size,
+        progress=progress, source_id=source_id, target_ids=[target_id], names=[name], version=version,
+        strength=strength, layers=layers, generate=generate, diagnostics=diagnostics,
+        padding_side=padding_side,
+    )[0]
+
+
+def build_packs(
+    model: Any,
+    tokenizer: Any,
+    targets: Sequence[str | Path | TargetSpec | ModelRef],
+    pairs: str | Path | PairSet | None = None,
+    *,
+    extraction: ExtractionMethod = "mean-diff",
+    keep: int | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+    source_id: str | None = None,
+    target_ids: Sequence[str | None] | None = None,
+    names: Sequence[str | None] | None = None,
+    version: str = "0.1.0",
+    strength: float = DEFAULT_STRENGTH,
+    layers: tuple[int, ...] | None = None,
+    generate: bool = False,
+    diagnostics: bool = True,
+    padding_side: str | None = None,
+) -> list[Pack]:
+    """One pack per target from ONE extraction: the source is read once, then encoded per target.
+
+    Options as :func:`build_pack`; ``target_ids`` and ``names`` go with ``targets`` one by one.
+    ``layers`` (when given) applies to every target. The 2-D projection in the stats is taken at
+    the first target's probe block (the targets' probe blocks agree when their depths do).
+    """
+    if not targets:
+        raise BuildError("build_packs needs at least one target, got none")
+    target_ids = list(target_ids or [None] * len(targets))
+    names = list(names or [None] * len(targets))
+    if len(target_ids) != len(targets) or len(names) != len(targets):
+        raise BuildError("target_ids and names must have one item per target")
+    target_refs = [read_target(t, model_id=i) for t, i in zip(targets, target_ids, strict=True)]
     loaded_from = getattr(model.config, "_name_or_path", "") or ""
     if source_id is None and not loaded_from:
         raise BuildError("the model does not record where it was loaded from: pass source_id='org/name'")
     source_ref = model_ref_from_config(model.config, source_id or resolve_model_id(loaded_from, None, "llm"))
-    keep = default_keep(source_ref.hidden_size, target_ref.hidden_size) if keep is None else keep
-    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= spectral.num_bins(source_ref.hidden_size):
-        raise BuildError(f"keep must be an int in [1, {spectral.num_bins(source_ref.hidden_size)}], got {keep!r}")
-    layers = default_layers(target_ref.num_layers) if layers is None else tuple(layers)
-    if not layers or any(not 0 <= i < target_ref.num_layers for i in layers):
-        raise BuildError(f"layers must be block indices in [0, {target_ref.num_layers - 1}], got {list(layers)}")
+    plans = [_plan(source_ref, t, keep, layers) for t in target_refs]
     if not (isinstance(strength, int | float) and math.isfinite(strength) and strength >= 0):
         raise BuildError(f"strength must be a finite number >= 0, got {strength!r}")
     pair_set = load_pairs(pairs)
     if generate:
         pair_set = generate_pairs(model, tokenizer, pair_set, batch_size=batch_size, progress=progress)
-    positions = spectral.layer_map(source_ref.num_layers, target_ref.num_layers)
-    source_blocks = sorted({round(positions[i]) for i in layers})
-    probe = source_blocks[len(source_blocks) // 2]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     result = extract(
         model,
@@ -160,18 +200,35 @@ def build_pack(
         pad_token_id=pad or 0,
         padding_side=padding_side or getattr(tokenizer, "padding_side", "right") or "right",
         keep_differences=diagnostics,
-        probe_block=probe,
+        probe_block=plans[0][2][len(plans[0][2]) // 2],
         progress=progress,
     )
-    pack = Pack(
-        name=name or f"l2v-cot-{_slug(source_ref.model_id)}-for-{_slug(target_ref.model_id)}",
-        version=version,
-        source=source_ref,
-        target=target_ref,
-        method=Method(extraction=extraction, pairs=pair_set.info(), lowpass_keep=keep),
-        directions=_encode(result.directions, target_ref, keep),
-        defaults=Defaults(strength=float(strength), layers=layers),
-        hook=Hook(op="norm_preserving_add", positions="first_and_generated"),
-        stats=_stats(result, keep, probe, source_blocks),
-    )
-    return pack.validate()
+    packs = []
+    for target_ref, name, (t_keep, t_layers, source_blocks) in zip(target_refs, names, plans, strict=True):
+        pack = Pack(
+            name=name or f"l2v-cot-{_slug(source_ref.model_id)}-for-{_slug(target_ref.model_id)}",
+            version=version,
+            source=source_ref,
+            target=target_ref,
+            method=Method(extraction=extraction, pairs=pair_set.info(), lowpass_keep=t_keep),
+            directions=_encode(result.directions, target_ref, t_keep),
+            defaults=Defaults(strength=float(strength), layers=t_layers),
+            hook=Hook(op="norm_preserving_add", positions="first_and_generated"),
+            stats=_stats(result, t_keep, source_blocks[len(source_blocks) // 2], source_blocks),
+        )
+        packs.append(pack.validate())
+    return packs
+
+
+def _plan(
+    source: ModelRef, target: ModelRef, keep: int | None, layers: tuple[int, ...] | None
+) -> tuple[int, tuple[int, ...], list[int]]:
+    """``(keep, layers, source blocks the layers read)`` for one target, checked."""
+    keep = default_keep(source.hidden_size, target.hidden_size) if keep is None else keep
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= spectral.num_bins(source.hidden_size):
+        raise BuildError(f"keep must be an int in [1, {spectral.num_bins(source.hidden_size)}], got {keep!r}")
+    layers = default_layers(target.num_layers) if layers is None else tuple(layers)
+    if not layers or any(not 0 <= i < target.num_layers for i in layers):
+        raise BuildError(f"layers must be block indices in [0, {target.num_layers - 1}], got {list(layers)}")
+    positions = spectral.layer_map(source.num_layers, target.num_layers)
+    return keep, layers, sorted({round(positions[i]) for i in layers})

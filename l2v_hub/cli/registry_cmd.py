@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..hub import Registry, RegistryEntry, parse_ref, pull, push_index
-from ..hub.registry import INDEX_FILE, REGISTRY_ENV, index_repo, load_shipped
+from ..hub import parse_ref, push_index, register
+from ..hub.registry import INDEX_FILE, REGISTRY_ENV, Registry, index_repo, load_shipped
 from .common import json_option, store_option
 
 __all__ = ["registry"]
@@ -38,23 +38,11 @@ def registry() -> None:
 def add(ref: str, index: Path, recommended: bool, notes: str, store: str | None) -> None:
     """Verify the pack REF and pin its commit and pack.json sha256 in the index."""
     repo_id, revision = parse_ref(ref)
-    pulled = pull(repo_id, revision, store=store)
-    p, r = pulled.pack, pulled.release
-    entry = RegistryEntry(
-        target=p.target.model_id,
-        repo_id=repo_id,
-        version=p.version,
-        commit=r.commit,
-        source=p.source.model_id,
-        pack_sha256=pulled.pack_sha256,
-        model_type=p.target.model_type,
-        hidden_size=p.target.hidden_size,
-        recommended=recommended,
-        notes=notes,
+    entry = register(index, repo_id, revision, store=store, recommended=recommended, notes=notes)
+    click.echo(
+        f"{index}: {entry.target} <- {entry.repo_id}@v{entry.version} (commit {entry.commit[:12]}) "
+        f"pack.json sha256 {entry.pack_sha256[:12]}"
     )
-    current = Registry.load(index) if index.exists() else Registry((), str(index))
-    current.with_entry(entry).save(index)
-    click.echo(f"{index}: {p.target.model_id} <- {r} pack.json sha256 {pulled.pack_sha256[:12]}")
 
 
 @registry.command()

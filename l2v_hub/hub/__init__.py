@@ -7,7 +7,15 @@ discovery. See docs/publishing.md.
 
 from .publish import publish, suggest_repo_name
 from .pull import parse_ref, pull
-from .registry import Registry, RegistryEntry, load_curated, load_shipped, load_user, push_index
+from .registry import (
+    Registry,
+    RegistryEntry,
+    load_curated,
+    load_shipped,
+    load_user,
+    push_index,
+    register,
+)
 from .resolve import ModelIdentity, Resolution, find_pack, identify_model, resolve_pack
 from .source import PackSource, PulledPack, Release, Upload, open_source
 from .store import Store
@@ -32,6 +40,7 @@ __all__ = [
     "publish",
     "pull",
     "push_index",
+    "register",
     "resolve_pack",
     "suggest_repo_name",
 ]

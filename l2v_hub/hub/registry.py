@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import HubError
 from ..metadata import _HUB_ID, _SEMVER
 from ..pack import PathLike, _atomic_write, _dump_json
-from .source import version_key
+from .source import PackSource, version_key
 
 __all__ = [
     "INDEX_FILE",
@@ -35,6 +35,7 @@ __all__ = [
     "load_shipped",
     "load_user",
     "push_index",
+    "register",
     "shipped_dir",
 ]
 
@@ -157,6 +158,41 @@ class Registry:
         target.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(target, _dump_json(self.to_json()))
         return target
+
+
+def register(
+    index: PathLike,
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    store: PathLike | PackSource | None = None,
+    token: str | None = None,
+    recommended: bool = False,
+    notes: str = "",
+) -> RegistryEntry:
+    """Pull and verify one release, pin its commit and ``pack.json`` sha256 in the file ``index``.
+
+    The file is created when missing; an entry for the same repo and version is replaced.
+    """
+    from .pull import pull  # pull -> source only; imported here to keep registry loading light
+
+    pulled = pull(repo_id, revision, store=store, token=token)
+    p = pulled.pack
+    entry = RegistryEntry(
+        target=p.target.model_id,
+        repo_id=repo_id,
+        version=p.version,
+        commit=pulled.release.commit,
+        source=p.source.model_id,
+        pack_sha256=pulled.pack_sha256,
+        model_type=p.target.model_type,
+        hidden_size=p.target.hidden_size,
+        recommended=recommended,
+        notes=notes,
+    )
+    current = Registry.load(index) if Path(index).exists() else Registry((), str(index))
+    current.with_entry(entry).save(index)
+    return entry
 
 
 def shipped_dir() -> Path:
