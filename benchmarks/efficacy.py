@@ -43,7 +43,8 @@ CASES = {
     "gemma-gemma": ("gemma", "gemma"),
     "gemma-smollm2": ("gemma", "smollm2"),
 }
-ABLATIONS = ("early", "late", "highpass", "unfiltered", "linear", "own", "pca", "add", "all")
+ABLATIONS = ("early", "late", "highpass", "unfiltered", "linear", "own", "pca", "add")
+POSITIONS = ("first_and_generated", "generated", "all")
 
 
 @dataclass(frozen=True)
@@ -60,26 +61,33 @@ class Row:
 
 
 def case_rows(cross: bool, strengths: list[float], random_strengths: list[float], ablation: float,
-              only: set[str] | None) -> list[Row]:
-    """The rows of one case; resampling and own-vs-transferred exist only across models."""
+              positions: str, only: set[str] | None) -> list[Row]:
+    """The rows of one case; resampling and own-vs-transferred exist only across models.
+
+    Every steered row uses ``positions`` except the positions rows, which swap it for each of
+    the other policies (the random control is repeated under the pack default's policy).
+    """
     rows = [Row("none", "baseline", "none")]
-    rows += [Row(f"cot@{s:g}", "strength sweep", "cot", s) for s in strengths]
-    rows += [Row(f"random@{s:g}", "control", "random", s) for s in random_strengths]
+    rows += [Row(f"cot@{s:g}", "strength sweep", "cot", s, positions=positions) for s in strengths]
+    rows += [Row(f"random@{s:g}", "control", "random", s, positions=positions) for s in random_strengths]
     a = ablation
     if f"cot@{a:g}" not in {r.id for r in rows}:
-        rows.append(Row(f"cot@{a:g}", "strength sweep", "cot", a))
+        rows.append(Row(f"cot@{a:g}", "strength sweep", "cot", a, positions=positions))
     extra = {
-        "early": Row("early", "layers", "cot", a, band="early"),
-        "late": Row("late", "layers", "cot", a, band="late"),
-        "highpass": Row("highpass", "filter", "highpass", a),
-        "unfiltered": Row("unfiltered", "filter", "unfiltered", a),
-        "linear": Row("linear", "resampling", "linear", a),
-        "own": Row("own", "source", "own", a),
-        "pca": Row("pca", "extraction", "pca", a),
-        "add": Row("add", "op", "cot", a, op="add"),
-        "all": Row("all", "positions", "cot", a, positions="all"),
+        "early": Row("early", "layers", "cot", a, band="early", positions=positions),
+        "late": Row("late", "layers", "cot", a, band="late", positions=positions),
+        "highpass": Row("highpass", "filter", "highpass", a, positions=positions),
+        "unfiltered": Row("unfiltered", "filter", "unfiltered", a, positions=positions),
+        "linear": Row("linear", "resampling", "linear", a, positions=positions),
+        "own": Row("own", "source", "own", a, positions=positions),
+        "pca": Row("pca", "extraction", "pca", a, positions=positions),
+        "add": Row("add", "op", "cot", a, op="add", positions=positions),
     }
     rows += [extra[k] for k in ABLATIONS if cross or k not in ("linear", "own")]
+    rows += [Row(p, "positions", "cot", a, positions=p) for p in POSITIONS if p != positions]
+    if positions != "first_and_generated":
+        rows.append(Row("random-first_and_generated", "positions", "random", a,
+                        positions="first_and_generated"))
     return [r for r in rows if only is None or r.id in only or r.id == "none"]
 
 
@@ -128,8 +136,9 @@ def run_case(case: str, args: argparse.Namespace, models: dict[str, Any], extrac
     target = Target(target_model, target_tok, MODELS[target_key][1])
     problems = load_problems(limit=args.limit)
     neutral = NEUTRAL_TEXT.read_text(encoding="utf-8").strip()
-    rows = case_rows(source_key != target_key, args.strengths, args.random_strengths,
-                     args.ablation_strength, set(args.rows) if args.rows else None)
+    strengths = args.strengths[target_key]
+    rows = case_rows(source_key != target_key, strengths, strengths, strengths[len(strengths) // 2],
+                     args.positions, set(args.rows) if args.rows else None)
     results: list[dict[str, Any]] = []
     for row in rows:
         layers = layer_band(row.band, target_ref.num_layers)
@@ -168,15 +177,20 @@ def _measure(target: Target, pack: Any, problems: list[Any], neutral: str,
         return {**out, "perplexity": perplexity(target, neutral)}
     with l2v_hub.patch(target.model, pack, strict=True):
         out = evaluate(target, problems, args.max_new_tokens, args.batch_size)
-    # Fluency of text the patched model writes: under first_and_generated (and all) every
-    # generated token is steered, so the neutral text is scored with every token steered.
-    with l2v_hub.patch(target.model, pack, positions="all", strict=True):
         ppl = perplexity(target, neutral)
     return {**out, "perplexity": ppl}
 
 
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
+# Per target model: lambda is relative to the state's norm, and Gemma 3's block outputs put ~98% of
+# their squared norm in 4 massive dimensions, so it breaks at a tenth of SmolLM2's strengths.
+DEFAULT_STRENGTHS = {"smollm2": [0.05, 0.1, 0.2], "gemma": [0.005, 0.01, 0.02]}
+
+
+def _strengths(text: str) -> tuple[str, list[float]]:
+    model, _, values = text.rpartition("=")
+    if model not in MODELS:
+        raise argparse.ArgumentTypeError(f"expected MODEL=S1,S2,... with MODEL in {', '.join(MODELS)}")
+    return model, sorted(float(x) for x in values.split(",") if x.strip())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -188,11 +202,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="only these row ids (e.g. cot@0.1,random@0.1,highpass); 'none' is always run")
     p.add_argument("--limit", type=int, default=100, help="evaluation problems (default 100: all)")
     p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--strengths", type=_floats, default=[0.1, 0.2, 0.4], help="the CoT sweep")
-    p.add_argument("--random-strengths", type=_floats, default=None,
-                   help="strengths of the random control (default: the sweep's)")
-    p.add_argument("--ablation-strength", type=float, default=0.2,
-                   help="strength of the layer-band and ablation rows (default 0.2)")
+    p.add_argument("--strengths", type=_strengths, action="append", default=[],
+                   help="MODEL=S1,S2,... the sweep on target MODEL, also the random control's; the "
+                        "ablation rows use its middle value (default smollm2=0.05,0.1,0.2 and "
+                        "gemma=0.005,0.01,0.02); repeat for each model")
+    p.add_argument("--positions", choices=POSITIONS, default="generated",
+                   help="positions policy of the sweep and ablation rows (default generated)")
     p.add_argument("--pairs", type=int, default=None, help="use only the first N builtin pairs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random control direction")
     p.add_argument("--batch-size", type=int, default=50)
@@ -208,8 +223,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
         p.error(f"unknown case(s) {', '.join(unknown)}; expected some of {', '.join(CASES)}")
-    if args.random_strengths is None:
-        args.random_strengths = args.strengths
+    args.strengths = {**DEFAULT_STRENGTHS, **dict(args.strengths)}
     return args
 
 

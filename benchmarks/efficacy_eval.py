@@ -140,9 +140,14 @@ def _eos_ids(model: Any, tok: Any) -> list[int]:
 
 @torch.inference_mode()
 def perplexity(target: Target, text: str) -> float:
-    """exp of the mean next-token negative log-likelihood of ``text``, one plain forward pass."""
+    """exp of the mean next-token negative log-likelihood of ``text``, scored as if the model had
+    written it: the first token is the prompt, the rest goes in a second forward on its cache,
+    so a patch steers the text's tokens exactly as it steers generated ones."""
     ids = torch.tensor([target.tokenizer(text)["input_ids"]])
-    logits = target.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, :-1].float()
+    first = target.model(input_ids=ids[:, :1], attention_mask=torch.ones_like(ids[:, :1]), use_cache=True)
+    rest = target.model(input_ids=ids[:, 1:], attention_mask=torch.ones_like(ids),
+                        past_key_values=first.past_key_values, use_cache=True)
+    logits = torch.cat([first.logits[0, -1:], rest.logits[0, :-1]]).float()
     nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:])
     return math.exp(float(nll))
 

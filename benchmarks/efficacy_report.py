@@ -32,8 +32,6 @@ def _describe(row: dict[str, Any]) -> str:
     text = _DESCRIBE[row["direction"]]
     if row["op"] != "norm_preserving_add":
         text += f", op {row['op']}"
-    if row["positions"] != "first_and_generated":
-        text += f", positions {row['positions']}"
     if row["band"] != "middle":
         text += f", {row['band']} blocks"
     return text
@@ -41,6 +39,10 @@ def _describe(row: dict[str, Any]) -> str:
 
 def _cell(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _ppl(value: float) -> str:
+    return f"{value:.1f}" if value < 1e4 else f"{value:.1e}"
 
 
 def markdown_tables(report: dict[str, Any]) -> str:
@@ -57,16 +59,17 @@ def markdown_tables(report: dict[str, Any]) -> str:
     for case, rows in report["cases"].items():
         n = rows[0]["n"]
         lines += [f"### {CASE_TITLES.get(case, case)}", "",
-                  "| row | what | λ | blocks | accuracy | won / lost | step-by-step | tokens | truncated "
-                  "| perplexity | cos own |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| row | what | λ | blocks | positions | accuracy | won / lost | step-by-step | tokens "
+                  "| truncated | perplexity | cos own |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             blocks = "–" if r["direction"] == "none" else f"{r['layers'][0]}–{r['layers'][-1]}"
             strength = "–" if r["direction"] == "none" else f"{r['strength']:g}"
+            positions = "–" if r["direction"] == "none" else r["positions"]
             lines.append(
-                f"| {r['id']} | {_describe(r)} | {strength} | {blocks} | {_cell(r['accuracy'])} "
+                f"| {r['id']} | {_describe(r)} | {strength} | {blocks} | {positions} | {_cell(r['accuracy'])} "
                 f"| +{r['won']} / −{r['lost']} | {_cell(r['step_by_step'])} | {r['length']:.1f} "
-                f"| {_cell(r['truncated'])} | {r['perplexity']:.1f} | {_cell(r.get('cos_own'))} |")
+                f"| {_cell(r['truncated'])} | {_ppl(r['perplexity'])} | {_cell(r.get('cos_own'))} |")
         lines += ["", f"n = {n} problems per row; won / lost: problems this row gets right that the "
                   "unpatched model gets wrong, and the reverse.", ""]
     return "\n".join(lines)
@@ -102,7 +105,7 @@ def write_plot(report: dict[str, Any], out: Path) -> None:
             for direction, style in (("cot", "o-"), ("random", "s--")):
                 pts = sorted((r["strength"], r[key]) for r in rows if r["direction"] == direction
                              and r["band"] == "middle" and r["op"] == "norm_preserving_add"
-                             and r["positions"] == "first_and_generated")
+                             and r["positions"] == report["settings"]["positions"])
                 if pts:
                     ax.plot(*zip(*pts, strict=True), style, ms=3, label=direction)
             ax.axhline(rows[0][key], color="grey", ls=":", label="no patch")
