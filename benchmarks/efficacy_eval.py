@@ -60,7 +60,10 @@ class Target:
 def load_problems(path: Path = PROBLEMS, limit: int | None = None) -> list[Problem]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     problems = [Problem(r["id"], r["kind"], r["question"], int(r["answer"])) for r in rows]
-    return problems[:limit] if limit is not None else problems
+    if limit is None or limit >= len(problems):
+        return problems
+    # Evenly spaced through the file, which is grouped by kind: a subset covers every kind.
+    return [problems[i * len(problems) // limit] for i in range(limit)]
 
 
 def final_number(text: str) -> float | None:
@@ -69,15 +72,25 @@ def final_number(text: str) -> float | None:
     return float(found[-1].replace(",", "")) if found else None
 
 
-def is_step_by_step(text: str) -> bool:
-    """At least 2 distinct numbers, and either >= 2 segments (lines or sentences) that hold a
-    number, or a step word (step, first, then, next, finally, therefore, thus, so) and >= 3 numbers.
+def _numbers(text: str) -> list[str]:
+    return [n.replace(",", "") for n in _NUMBER.findall(text)]
+
+
+def is_step_by_step(text: str, question: str, truncated: bool = False) -> bool:
+    """At least 2 distinct numbers, and either >= 2 *different* segments (lines or sentences)
+    holding a number, or a step word (step, first, firstly, then, next, finally, therefore, thus,
+    so) with >= 3 numbers of which one is not in the question. The last segment of a truncated
+    answer is unfinished and does not count (a loop cut mid-line is not a new step).
     """
-    numbers = [n.replace(",", "") for n in _NUMBER.findall(text)]
+    numbers = _numbers(text)
     if len(set(numbers)) < 2:
         return False
-    segments = [s for s in _SEGMENT.split(text) if s and _NUMBER.search(s)]
-    return len(segments) >= 2 or (bool(_STEP_WORD.search(text)) and len(numbers) >= 3)
+    segments = [s.strip() for s in _SEGMENT.split(text) if s.strip()]
+    if truncated:
+        segments = segments[:-1]
+    distinct = {s for s in segments if _NUMBER.search(s)}
+    new = set(numbers) - set(_numbers(question))
+    return len(distinct) >= 2 or (bool(_STEP_WORD.search(text)) and len(numbers) >= 3 and bool(new))
 
 
 def _prompt_ids(target: Target, question: str) -> list[int]:
@@ -154,7 +167,7 @@ def perplexity(target: Target, text: str) -> float:
 
 def evaluate(target: Target, problems: list[Problem], max_new_tokens: int,
              batch_size: int) -> dict[str, Any]:
-    """Accuracy, step-by-step share, mean length in tokens, truncated share, per-problem marks."""
+    """Accuracy, step-by-step share, mean length in tokens, truncated share, and every answer."""
     answers = generate_answers(target, problems, max_new_tokens, batch_size)
     correct = []
     for p, (text, _) in zip(problems, answers, strict=True):
@@ -165,9 +178,11 @@ def evaluate(target: Target, problems: list[Problem], max_new_tokens: int,
     return {
         "n": n,
         "accuracy": sum(correct) / n,
-        "step_by_step": sum(is_step_by_step(t) for t, _ in answers) / n,
+        "step_by_step": sum(is_step_by_step(t, p.question, tr)
+                            for p, (t, tr) in zip(problems, answers, strict=True)) / n,
         "length": sum(lengths) / n,
         "truncated": sum(tr for _, tr in answers) / n,
         "correct": correct,
-        "samples": [{"id": p.id, "answer": t} for p, (t, _) in zip(problems[:3], answers[:3], strict=True)],
+        "answers": [{"id": p.id, "answer": t, "truncated": tr}
+                    for p, (t, tr) in zip(problems, answers, strict=True)],
     }

@@ -54,16 +54,22 @@ def test_final_number_is_the_last_number_written(text: str, number: float | None
     assert final_number(text) == number
 
 
-@pytest.mark.parametrize(("text", "structured"), [
-    ("44", False),
-    ("33 plus 11 equals 44.", False),  # one sentence, no step word
-    ("33 + 11 = 44.\nSo the answer is 44.", True),  # two segments with numbers
-    ("First add 33 and 11 to get 44", True),  # step word and three numbers
-    ("44. 44. 44.", False),  # repetition is not a derivation: one distinct number
-    ("Step 1: 6 cows have 24 legs. Step 2: 7 chickens have 14 legs. Total 38.", True),
+Q = "A farm has 6 cows and 7 chickens. How many legs do the animals have in total?"
+
+
+@pytest.mark.parametrize(("text", "truncated", "structured"), [
+    ("38", False, False),
+    ("6 cows and 7 chickens have 38 legs.", False, False),  # one sentence, no step word
+    ("6 * 4 = 24.\nSo the total is 38.", False, True),  # two different segments with numbers
+    ("First 6 cows have 6 * 4 = 24 legs", False, True),  # step word, 4 numbers, 24 is new
+    ("First, 6 cows and 7 chickens", False, False),  # step word, but only the question's numbers
+    ("38. 38. 38.", False, False),  # one distinct number
+    ("6 + 7 = 13\n6 + 7 = 13\n6 + 7 = 1", True, False),  # a loop cut mid-line is not a step
+    ("6 + 7 = 13\n6 + 7 = 13\n6 + 7 = 1", False, True),  # finished: two different lines
+    ("Step 1: 6 cows have 24 legs. Step 2: 7 chickens have 14 legs. Total 38.", False, True),
 ])
-def test_step_by_step_definition(text: str, structured: bool) -> None:
-    assert is_step_by_step(text) is structured
+def test_step_by_step_definition(text: str, truncated: bool, structured: bool) -> None:
+    assert is_step_by_step(text, Q, truncated) is structured
 
 
 def test_default_encoding_is_build_packs_and_the_extraction_is_cached(tmp_path: Path) -> None:
@@ -131,7 +137,7 @@ def test_the_command_at_a_reduced_size(tmp_path: Path) -> None:
     rows = report["cases"]["smollm2-smollm2"]
     assert [r["id"] for r in rows] == ["none", "cot@0.1", "random@0.1", "highpass"]
     for r in rows:
-        assert r["n"] == 3 and len(r["correct"]) == 3
+        assert r["n"] == 3 and len(r["correct"]) == 3 and len(r["answers"]) == 3
         for key in ("accuracy", "step_by_step", "truncated"):
             assert 0 <= r[key] <= 1, (r["id"], key, r[key])
         assert 0 < r["length"] <= 8 and math.isfinite(r["perplexity"]) and r["perplexity"] > 1
