@@ -109,6 +109,12 @@ def write_plot(report: dict[str, Any], out: Path) -> None:
                 if pts:
                     ax.plot(*zip(*pts, strict=True), style, ms=3, label=direction)
             ax.axhline(rows[0][key], color="grey", ls=":", label="no patch")
+            # The sweeps are factors of 2 apart: a log axis spaces them evenly.
+            ticks = sorted({r["strength"] for r in rows if r["direction"] == "cot"
+                            and r["group"] == "strength sweep"})
+            ax.set_xscale("log")
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
             if key == "perplexity":
                 ax.set_yscale("log")
             if m == 0:
