@@ -6,6 +6,7 @@ The definitions here are the ones docs/efficacy.md states; change both together.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
@@ -158,8 +159,10 @@ def perplexity(target: Target, text: str) -> float:
     so a patch steers the text's tokens exactly as it steers generated ones."""
     ids = torch.tensor([target.tokenizer(text)["input_ids"]])
     first = target.model(input_ids=ids[:, :1], attention_mask=torch.ones_like(ids[:, :1]), use_cache=True)
+    # transformers 5.x names the cache `cache`; 4.x `past_key_values`.
+    name = "cache" if "cache" in inspect.signature(target.model.forward).parameters else "past_key_values"
     rest = target.model(input_ids=ids[:, 1:], attention_mask=torch.ones_like(ids),
-                        past_key_values=first.past_key_values, use_cache=True)
+                        use_cache=True, **{name: first[name]})
     logits = torch.cat([first.logits[0, -1:], rest.logits[0, :-1]]).float()
     nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:])
     return math.exp(float(nll))
