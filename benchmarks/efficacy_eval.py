@@ -30,7 +30,7 @@ __all__ = [
 
 DATA = Path(__file__).resolve().parent / "data"
 PROBLEMS = DATA / "eval_problems.jsonl"
-NEUTRAL_TEXT = DATA / "neutral_text.txt"
+NEUTRAL_TEXT = Path(__file__).resolve().parents[1] / "l2v_hub" / "data" / "neutral_text.txt"
 
 # A number as written in an answer: optional sign, thousands separators, decimals.
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .pack import Pack
 
-__all__ = ["CARD_TAGS", "render_card"]
+__all__ = ["CARD_TAGS", "calibration_lines", "render_card"]
 
 CARD_TAGS = ("l2v-hub", "l2v-cot", "steering-vector", "chain-of-thought")
 
@@ -16,6 +16,43 @@ CARD_TAGS = ("l2v-hub", "l2v-cot", "steering-vector", "chain-of-thought")
 def _yaml_str(value: str) -> str:
     # A JSON string is a valid YAML scalar and needs no further escaping.
     return json.dumps(value, ensure_ascii=False)
+
+
+def _f(value: float | None, spec: str = ".3g") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def calibration_lines(pack: Pack) -> list[str]:
+    """The calibration as a markdown table (what ``inspect`` prints and the card shows), or the
+    statement that the pack is not calibrated."""
+    c = pack.calibration
+    if c is None:
+        measure = pack.scale.measure if pack.scale is not None else "none (format v1)"
+        return [f"**Not calibrated.** No strength was measured on a target model; s_i ({measure}) "
+                "is measured on the model at patch time, and the default strength is the "
+                "builder's, not checked for fluency. Run `l2v-hub calibrate` on the target."]
+    rows = [("unpatched", 0.0, c.baseline), (f"pack ({c.positions})", c.strength, c.pack),
+            (f"random control (seed {c.control_seed})", c.strength, c.control)]
+    lines = [
+        f"Calibrated on `{c.model_id}`" + (f" @ `{c.revision}`" if c.revision else "")
+        + f" ({c.dtype}, {c.device}) with l2v-hub {c.l2v_hub_version}, {c.created}.",
+        f"s_i: {c.scale_measure}. Default strength **{c.strength:g}**, positions "
+        f"`{c.positions}`: {c.reason}.",
+        "",
+        "| row | strength | perplexity | accuracy | step-by-step | answer tokens |",
+        "|---|---|---|---|---|---|",
+        *(f"| {name} | {lam:g} | {_f(m.perplexity, '.4g')} | {_f(m.accuracy, '.2f')} | "
+          f"{_f(m.step_by_step, '.2f')} | {_f(m.answer_tokens, '.1f')} |" for name, lam, m in rows),
+        "",
+        f"{c.problems['count']} problems ({c.problems['source']}, sha256 "
+        f"`{c.problems['sha256'][:12]}…`); neutral text sha256 `{c.text_sha256[:12]}…`; "
+        f"s_i from {c.pairs['count']} pairs ({c.pairs['source']}). Cosine with the target's own "
+        "CoT direction: " + ", ".join(f"block {b}: {v:+.3f}" for b, v in c.cosine_own.items()) + ".",
+        "",
+        "Sweep (neutral-text perplexity): " + "; ".join(
+            f"{p.positions} {p.strength:g} → {p.perplexity:.4g}" for p in c.grid) + ".",
+    ]
+    return lines
 
 
 def render_card(pack: Pack) -> str:
@@ -44,10 +81,15 @@ def render_card(pack: Pack) -> str:
         ("Low-pass", "none" if m.lowpass_keep is None else f"{m.lowpass_keep} lowest frequency bins"),
         ("Resampling / layer map", f"{m.resample} / {m.layer_map}"),
         ("Hook", f"{h.op} on `{h.site}`, positions `{h.positions}`"),
+        ("Push", "λ · s_i · v_i, s_i: " + (
+            "none (format v1: relative to each token's norm; not applied)" if pack.scale is None
+            else f"{pack.scale.measure}, " + ("stored (calibrated)" if pack.scale.values is not None
+                                              else "measured at patch time"))),
         ("Default strength / layers", f"{d.strength:g} / {list(d.layers)}"),
         ("Created", f"{pack.created} with l2v-hub {pack.l2v_hub_version}"),
     ]
     table = "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+    calibration = "\n".join(calibration_lines(pack))
     return f"""{front}
 
 # {pack.name}
@@ -65,6 +107,10 @@ import l2v_hub
 patch = l2v_hub.patch(model)          # finds this pack by the model's id
 patch.strength = {d.strength:g}                # change at runtime; patch.remove() undoes it
 ```
+
+## Calibration
+
+{calibration}
 
 ## Provenance
 

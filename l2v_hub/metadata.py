@@ -1,4 +1,4 @@
-"""The typed metadata of a pack (``pack.json``, format v1) and its strict parser.
+"""The typed metadata of a pack (``pack.json``, format v2; v1 is still read) and its strict parser.
 
 Every check names the file and the dotted field at fault, so a broken pack explains itself.
 """
@@ -21,17 +21,28 @@ __all__ = [
     "Op",
     "PairsInfo",
     "Positions",
+    "SCALE_MEASURES",
+    "Scale",
+    "ScaleMeasure",
     "check_model_id",
     "parse_metadata",
     "to_json_dict",
 ]
 
-SCHEMA_VERSION = 1
+# v2: the push is absolute (lambda * s_i * v_i, docs/pack-format.md); v1 (lambda * ||h|| * v_i) is
+# still read, so that it can be refused with a way to convert it, never applied with v2 meaning.
+SCHEMA_VERSION = 2
 HOOK_SITE = "decoder_block_output"
 Op = Literal["norm_preserving_add", "add"]
 Positions = Literal["first_and_generated", "all", "generated", "prompt_last"]
 OPS: tuple[str, ...] = get_args(Op)
 POSITIONS: tuple[str, ...] = get_args(Positions)
+# What s_i, the per-block scale of a v2 pack, is (docs/method.md, "The scale s_i"):
+# - "cot_norm": the norm of the target's own CoT mean difference at block i (calibration pairs);
+# - "token_spread": the median distance of ordinary tokens (not the first) from their mean, on a
+#   fixed neutral text: measurable at patch time from one forward.
+ScaleMeasure = Literal["cot_norm", "token_spread"]
+SCALE_MEASURES: tuple[str, ...] = get_args(ScaleMeasure)
 
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -92,6 +103,15 @@ class Hook:
     positions: Positions = "first_and_generated"
     site: str = HOOK_SITE
     layer_index_base: int = 0
+
+
+@dataclass(frozen=True)
+class Scale:
+    """s_i of every target block (``values``, in the target's own units, one per block), or
+    ``values=None``: the loader measures ``measure`` on the model at patch time (uncalibrated)."""
+
+    measure: ScaleMeasure
+    values: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +229,12 @@ def parse_metadata(data: Any) -> dict[str, Any]:
     layers = d.get("layers", "a non-empty list of block indices", (list,))
     if not layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
         raise d.fail("layers", "a non-empty list of integer block indices", layers)
+    scale = _scale(root.child("scale")) if version >= 2 else None
+    if scale is not None and scale.values is not None and len(scale.values) != root.data["target"]["num_layers"]:
+        raise PackError(
+            f"pack.json: 'scale.values' has {len(scale.values)} entries, but target.num_layers is "
+            f"{root.data['target']['num_layers']}"
+        )
     files = root.child("files")
     for name in files.data:
         entry = files.child(name)
@@ -226,8 +252,23 @@ def parse_metadata(data: Any) -> dict[str, Any]:
         "method": method,
         "hook": hook,
         "defaults": Defaults(strength=float(strength), layers=tuple(layers)),
+        "scale": scale,
+        "calibration": root.data.get("calibration") if version >= 2 else None,
         "files": {name: dict(files.data[name]) for name in files.data},
     }
+
+
+def _scale(r: _Reader) -> Scale:
+    measure = r.string("measure", choices=SCALE_MEASURES)
+    values = r.get("values", "a list of positive numbers, one per target block, or null", (list,),
+                   optional=True)
+    if values is not None:
+        ok = all(isinstance(x, int | float) and not isinstance(x, bool) and 0 < x < float("inf")
+                 for x in values)
+        if not values or not ok:
+            raise r.fail("values", "a non-empty list of finite positive numbers, or null", values)
+        values = tuple(float(x) for x in values)
+    return Scale(measure=measure, values=values)
 
 
 def to_json_dict(value: Any) -> Any:

@@ -1,5 +1,6 @@
 """A pack: per-block steering directions for one target model, with metadata that says exactly
-how to apply them. Format v1 is specified in docs/pack-format.md.
+how to apply them. Format v2 is specified in docs/pack-format.md (v1 packs are read, so that the
+loader can refuse them with the way to convert them).
 
 Only JSON and safetensors are ever read; every file is checked against the size and sha256 that
 ``pack.json`` records before it is parsed.
@@ -22,6 +23,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ._version import __version__
+from .calibration_record import Calibration, parse_calibration
 from .card import render_card
 from .errors import PackError
 from .metadata import (
@@ -30,6 +32,7 @@ from .metadata import (
     Hook,
     Method,
     ModelRef,
+    Scale,
     check_model_id,
     parse_metadata,
     to_json_dict,
@@ -57,8 +60,11 @@ def _utc_now() -> str:
 class Pack:
     """Steering directions for every text-decoder block of ``target``, plus their provenance.
 
-    ``directions[i]`` is the unit direction for block ``i`` (0-based), applied to the block's
-    output as ``hook`` says, at ``defaults.strength`` on ``defaults.layers`` unless overridden.
+    ``directions[i]`` is the unit direction v_i for block ``i`` (0-based), ``scale`` its s_i
+    (target units); the loader adds the push ``lambda * s_i * v_i`` to the block's output as
+    ``hook`` says, at lambda = ``defaults.strength`` on ``defaults.layers`` unless overridden.
+    ``calibration`` records what was measured on the target (None: not calibrated).
+    ``schema_version`` 1 marks a legacy pack (relative push, no scale): read, never applied.
     """
 
     name: str
@@ -69,9 +75,12 @@ class Pack:
     directions: torch.Tensor
     defaults: Defaults
     hook: Hook = field(default_factory=Hook)
+    scale: Scale | None = field(default_factory=lambda: Scale("token_spread"))
+    calibration: Calibration | None = None
     stats: dict[str, Any] | None = None
     created: str = field(default_factory=_utc_now)
     l2v_hub_version: str = __version__
+    schema_version: int = SCHEMA_VERSION
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Pack):
@@ -82,8 +91,8 @@ class Pack:
 
     def metadata(self) -> dict[str, Any]:
         """``pack.json`` without ``files`` (which depends on the serialized bytes)."""
-        return {
-            "schema_version": SCHEMA_VERSION,
+        data = {
+            "schema_version": self.schema_version,
             "name": self.name,
             "version": self.version,
             "created": self.created,
@@ -94,6 +103,11 @@ class Pack:
             "hook": to_json_dict(self.hook),
             "defaults": to_json_dict(self.defaults),
         }
+        if self.scale is not None:
+            data["scale"] = to_json_dict(self.scale)
+        if self.calibration is not None:
+            data["calibration"] = self.calibration.to_json()
+        return data
 
     def with_version(self, version: str) -> Pack:
         """A copy of this pack under another version (checked on save)."""
@@ -105,6 +119,11 @@ class Pack:
         Raises ``PackError`` naming the field at fault.
         """
         parse_metadata({**self.metadata(), "files": {}})
+        if (self.scale is None) != (self.schema_version < 2):
+            raise PackError(f"pack.json: format v{self.schema_version} "
+                            + ("needs 'scale'" if self.scale is None else "has no 'scale'"))
+        if self.calibration is not None:
+            parse_calibration(self.calibration.to_json())
         d, t = self.directions, self.target
         if not isinstance(d, torch.Tensor) or d.dtype != torch.float32:
             raise PackError(f"{DIRECTIONS_FILE}: directions must be a float32 tensor")
@@ -130,7 +149,7 @@ class Pack:
 
     def _payloads(self) -> dict[str, bytes]:
         tensors = {f"layers.{i}": row.contiguous() for i, row in enumerate(self.directions)}
-        meta = {"format": "pt", "l2v_hub_schema_version": str(SCHEMA_VERSION)}
+        meta = {"format": "pt", "l2v_hub_schema_version": str(self.schema_version)}
         files = {DIRECTIONS_FILE: _sorted_metadata(save_safetensors(tensors, metadata=meta))}
         if self.stats is not None:
             files[STATS_FILE] = _dump_json(self.stats)
@@ -190,8 +209,9 @@ class Pack:
         stats = _load_json(data[STATS_FILE], STATS_FILE) if STATS_FILE in data else None
         if stats is not None and not isinstance(stats, dict):
             raise PackError(f"{STATS_FILE}: must hold a JSON object")
-        meta.pop("schema_version")
         meta.pop("files")
+        if meta["calibration"] is not None:
+            meta["calibration"] = parse_calibration(meta["calibration"])
         pack = cls(
             directions=_parse_directions(data[DIRECTIONS_FILE], meta["target"]),
             stats=stats,

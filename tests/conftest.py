@@ -10,6 +10,7 @@ import torch
 from hub_fixtures import hub  # noqa: F401  (the test Hub fixture, see tests/hub_fixtures.py)
 
 from l2v_hub import Defaults, Method, ModelRef, Pack, PairsInfo
+from l2v_hub.metadata import Scale
 
 
 def random_pack(
@@ -20,8 +21,10 @@ def random_pack(
     model_type: str = "qwen2_vl",
     seed: int = 0,
     version: str = "1.0.0",
+    scale: float | None = 1.0,
 ) -> Pack:
-    """A valid pack whose directions are random unit vectors (seeded)."""
+    """A valid pack whose directions are random unit vectors (seeded), with every s_i = ``scale``
+    stored in the pack (``scale=None``: uncalibrated, s_i measured at patch time)."""
     g = torch.Generator().manual_seed(seed)
     d = torch.randn(num_layers, hidden_size, generator=g)
     d = d / d.norm(dim=-1, keepdim=True)
@@ -37,6 +40,7 @@ def random_pack(
         ),
         directions=d,
         defaults=Defaults(strength=0.1, layers=(num_layers // 2,)),
+        scale=Scale("token_spread", None if scale is None else (float(scale),) * num_layers),
         stats={"layers": [{"norm": 1.0}] * 4},
     )
 

@@ -17,7 +17,7 @@ import torch
 
 from .. import spectral
 from ..errors import BuildError
-from ..metadata import Defaults, Hook, Method, ModelRef
+from ..metadata import Defaults, Hook, Method, ModelRef, Scale
 from ..pack import Pack
 from .extract import ExtractionMethod, extract
 from .generate import generate_pairs
@@ -36,7 +36,11 @@ __all__ = [
 # The authors' code keeps k = 200 bins of a 3584-d model's 1793 (11.2%); the same fraction of the
 # source's bins carries that cut to any size.
 KEEP_FRACTION = 200 / 1793
+# lambda in units of s_i for a pack that is not calibrated (docs/calibration.md: about half the
+# strength at which a random direction first costs +10% perplexity on the real models measured).
 DEFAULT_STRENGTH = 0.1
+# s_i of a pack built without the target's weights: measured by the loader at patch time.
+UNCALIBRATED_SCALE = "token_spread"
 _BAND = 3
 
 
@@ -213,7 +217,8 @@ def build_packs(
             method=Method(extraction=extraction, pairs=pair_set.info(), lowpass_keep=t_keep),
             directions=_encode(result.directions, target_ref, t_keep),
             defaults=Defaults(strength=float(strength), layers=t_layers),
-            hook=Hook(op="norm_preserving_add", positions="first_and_generated"),
+            hook=Hook(op="norm_preserving_add", positions="generated"),
+            scale=Scale(UNCALIBRATED_SCALE),
             stats=_stats(result, t_keep, source_blocks[len(source_blocks) // 2], source_blocks),
         )
         packs.append(pack.validate())

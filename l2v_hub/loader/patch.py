@@ -21,20 +21,20 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from ..errors import IncompatiblePackError, L2VHubError, PackNotFoundError
+from ..errors import IncompatiblePackError, L2VHubError, PackError, PackNotFoundError
 from ..hub import identify_model, parse_ref, pull, resolve_pack
 from ..metadata import OPS, POSITIONS, check_model_id
 from ..pack import Pack, PathLike
 from .layers import find_blocks, text_dims
 from .positions import PositionTracker
+from .scale import measure_scales
 from .steer import BlockSteerer, Controls
 
 __all__ = ["MAX_STRENGTH", "Patch", "patch", "unpatch"]
 
 logger = logging.getLogger(__name__)
 
-# |lambda| beyond this replaces the state by the direction (norm_preserving_add) or swamps it
-# (add): a typo, not a setting. The paper sweeps 0.1 to 0.9.
+# |lambda| beyond this pushes by ten times s_i, the block's own scale: a typo, not a setting.
 MAX_STRENGTH = 10.0
 _ACTIVE: weakref.WeakKeyDictionary[nn.Module, Patch] = weakref.WeakKeyDictionary()
 _MISSING = object()
@@ -47,9 +47,13 @@ class Patch:
     """
 
     def __init__(self, model: nn.Module, pack: Pack, layers: tuple[int, ...], op: str,
-                 positions: str, strength: float, layers_path: str) -> None:
+                 positions: str, strength: float, layers_path: str, scales: torch.Tensor,
+                 scale_origin: str) -> None:
         self.pack, self.layers, self.op, self.positions = pack, layers, op, positions
         self.layers_path = layers_path
+        #: s_i of every block (float32, target units) and where it came from: "pack" or
+        #: "measured" (an uncalibrated pack: measured on this model at patch time).
+        self.scales, self.scale_origin = scales, scale_origin
         self._model_ref = weakref.ref(model)
         self._controls = Controls(strength)
         self._handles: list[RemovableHandle] = []
@@ -59,7 +63,7 @@ class Patch:
 
     @property
     def strength(self) -> float:
-        """lambda, read by the hooks on every forward."""
+        """lambda, in units of each block's s_i; read by the hooks on every forward."""
         return self._controls.strength
 
     @strength.setter
@@ -121,7 +125,7 @@ class Patch:
             self._hold(model, model.register_forward_pre_hook(tracker.before_forward,
                                                               with_kwargs=True))
             for i in self.layers:
-                vector = _vector_for(blocks[i], self.pack.directions[i])
+                vector = _vector_for(blocks[i], self.pack.directions[i] * self.scales[i])
                 steerer = BlockSteerer(self.op, vector, self._controls, tracker)
                 self._hold(blocks[i], blocks[i].register_forward_hook(steerer))
             if callable(getattr(model, "generate", None)):
@@ -139,18 +143,17 @@ class Patch:
 
 
 def _vector_for(block: nn.Module, direction: torch.Tensor) -> torch.Tensor:
-    """The direction on the device and in the dtype the block computes in (once, at patch time)."""
+    """s_i * v_i in float32 (the ops compute in float32) on the device the block computes on
+    (once, at patch time)."""
     weight = next((p for p in block.parameters() if p.is_floating_point()), None)
-    device, dtype = direction.device, direction.dtype
-    if weight is not None:
-        device, dtype = weight.device, weight.dtype
+    device = direction.device if weight is None else weight.device
     if device.type == "meta":  # accelerate offloading: the weights arrive at run time
         hooks = (getattr(m, "_hf_hook", None) for m in block.modules())
         found = next((h.execution_device for h in hooks
                       if getattr(h, "execution_device", None) is not None), None)
         device = torch.device(found) if found is not None else direction.device
     with torch.inference_mode(False), torch.no_grad():
-        return direction.detach().to(device=device, dtype=dtype, copy=True)
+        return direction.detach().to(device=device, dtype=torch.float32, copy=True)
 
 
 def _check_strength(value: Any) -> float:
@@ -204,6 +207,11 @@ def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool)
             f"hidden_size={dims.hidden_size}, num_layers={dims.num_layers}; the model is untouched"
         )
     found = _model_id(model, model_id)
+    calibrated = pack.calibration.model_id if pack.calibration is not None else None
+    if calibrated is not None and (found or "").casefold() != calibrated.casefold():
+        # The scale and default strength are in the calibrated model's units.
+        logger.warning("pack %r was calibrated on %s, but the model is %s: its s_i and default "
+                       "strength were measured there", pack.name, calibrated, found or "unknown")
     if found is not None and found.casefold() == target.model_id.casefold():
         return
     if found is None:
@@ -218,6 +226,24 @@ def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool)
         logger.info(message)
     else:
         warnings.warn(message + "; pass strict=True to refuse such a pack", stacklevel=3)
+
+
+def _scales(model: nn.Module, pack: Pack, tokenizer: Any, layers_path: str | None
+            ) -> tuple[torch.Tensor, str]:
+    """s_i for every block: the pack's (calibrated), or measured on ``model`` now (uncalibrated)."""
+    if pack.schema_version < 2 or pack.scale is None:
+        raise PackError(
+            f"pack {pack.name!r} v{pack.version} is in format v{pack.schema_version}, whose push "
+            "is relative to each token's norm (it breaks models at their attention sink); it is "
+            "not applied. Convert it on its target: l2v-hub calibrate PACK --model TARGET "
+            "(writes a new, calibrated v2 version)"
+        )
+    if pack.scale.values is not None:
+        return torch.tensor(pack.scale.values, dtype=torch.float32), "pack"
+    measured = measure_scales(model, pack.scale.measure, tokenizer, layers_path)
+    logger.info("pack %s is not calibrated: s_i (%s) measured on %s at patch time", pack.name,
+                pack.scale.measure, type(model).__name__)
+    return measured, "measured"
 
 
 def _resolve_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str | None) -> Pack:
@@ -256,13 +282,18 @@ def patch(
     model_id: str | None = None,
     strict: bool = False,
     layers_path: str | None = None,
+    tokenizer: Any = None,
 ) -> Patch:
     """Steer ``model`` with ``pack``; anything not given comes from the pack's defaults and hook.
 
+    Each steered block ``i`` gets the fixed push ``strength * s_i * v_i`` (docs/loader.md):
+    ``s_i`` from the pack when it is calibrated, else measured on ``model`` once, on a fixed
+    neutral text, with ``tokenizer`` (default: loaded from the model's ``name_or_path``).
+
     Raises ``IncompatiblePackError`` when the pack's target dimensions differ from the model's
-    text config (or, with ``strict=True``, its model id), ``PackError`` for a broken pack and
-    ``L2VHubError`` for bad arguments; in every case before the model is touched.
-    See docs/loader.md for the exact semantics of ``op`` and ``positions``.
+    text config (or, with ``strict=True``, its model id) or its scale cannot be measured,
+    ``PackError`` for a broken or v1 pack and ``L2VHubError`` for bad arguments; in every case
+    before the model is touched. See docs/loader.md for the semantics of ``op`` and ``positions``.
     """
     if not isinstance(model, nn.Module):
         raise L2VHubError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -278,7 +309,8 @@ def patch(
     if taken:
         raise L2VHubError(f"{type(model).__name__} is already patched by {taken.pop()!r}; call "
                           "its .remove() or l2v_hub.unpatch(model) first")
-    handle = Patch(model, resolved, chosen, op, positions, lam, found.path)
+    scales, origin = _scales(model, resolved, tokenizer, layers_path)
+    handle = Patch(model, resolved, chosen, op, positions, lam, found.path, scales, origin)
     handle._apply(model, found.blocks)
     return handle
 

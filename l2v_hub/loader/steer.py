@@ -1,11 +1,16 @@
 """The steering operations and the forward hook that applies one to a decoder block's output.
 
-For a steered token with block output h, direction v (unit norm) and strength lambda:
+Pack format v2 (normative: docs/loader.md). For a steered token with block output h, unit
+direction v_i, the block's scale s_i (target units, from the pack or measured) and strength lambda,
+the push p = lambda * s_i * v_i is a fixed vector, the same for every token:
 
-- ``norm_preserving_add`` (the paper's): h' = ||h|| * u / ||u||, u = h / ||h|| + lambda * v
-- ``add``: h' = h + lambda * ||h|| * v
+- ``norm_preserving_add`` (the paper's, arXiv 2511.17910, authors' code): c = h + p,
+  h' = c * ||h|| / ||c||
+- ``add``: h' = h + p
 
-Norms are per token, over the hidden dimension, so lambda means the same on every model.
+The push does not depend on the token's own norm, so an attention sink (a first token 15-180x the
+norm of the others) barely turns while an ordinary token turns as intended. Both operations run
+in float32 whatever the model's dtype, and cast back: fp16 norms overflow at 65504.
 """
 
 from __future__ import annotations
@@ -26,24 +31,24 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(x, dim=-1, keepdim=True)
 
 
-def norm_preserving_add(h: torch.Tensor, v: torch.Tensor, strength: float) -> torch.Tensor:
-    """Turn each token's state toward ``v`` and keep its norm.
+def norm_preserving_add(h: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
+    """``h`` ([..., H], any float dtype) turned by the fixed ``push`` ([H]), its norm kept.
 
-    Computed as c = h + lambda * ||h|| * v, h' = c * ||h|| / ||c||, which equals the normative
-    form (u = c / ||h||) in fewer kernels: the hook runs on every decode step.
+    c = h + push, h' = c * ||h|| / ||c||, computed in float32, returned in ``h``'s dtype. An
+    all-zero state stays zero (no NaN, also in the backward pass).
     """
-    norm = _norm(h)
-    c = torch.addcmul(h, norm, v, value=strength)
+    h32 = h.float()
+    c = h32 + push
     # Clamped so that an all-zero state gives zeros, not NaN (also in the backward pass).
-    return c * (norm / _norm(c).clamp_min(torch.finfo(c.dtype).tiny))
+    return (c * (_norm(h32) / _norm(c).clamp_min(torch.finfo(torch.float32).tiny))).to(h.dtype)
 
 
-def add(h: torch.Tensor, v: torch.Tensor, strength: float) -> torch.Tensor:
-    """Add ``v`` scaled by ``strength`` times each token's norm."""
-    return torch.addcmul(h, _norm(h), v, value=strength)
+def add(h: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
+    """``h + push``, computed in float32, returned in ``h``'s dtype."""
+    return (h.float() + push).to(h.dtype)
 
 
-OPERATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
+OPERATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "norm_preserving_add": norm_preserving_add,
     "add": add,
 }
@@ -67,7 +72,7 @@ class BlockSteerer:
     def __init__(self, op: str, vector: torch.Tensor, controls: Controls,
                  tracker: PositionTracker) -> None:
         self._op = OPERATIONS[op]
-        self.vector = vector
+        self.vector = vector  # s_i * v_i, float32, on the block's device
         self._controls = controls
         self._tracker = tracker
 
@@ -84,10 +89,10 @@ class BlockSteerer:
         if mask is False:
             return None
         vector = self.vector
-        if vector.device != hidden.device or vector.dtype != hidden.dtype:
+        if vector.device != hidden.device:
             # Only if the block runs elsewhere than its weights said at patch time (offloading).
-            vector = self.vector = vector.to(hidden.device, hidden.dtype)
-        steered = self._op(hidden, vector, self._controls.strength)
+            vector = self.vector = vector.to(hidden.device)
+        steered = self._op(hidden, vector * self._controls.strength)
         if mask is not True:
             steered = torch.where(mask, steered, hidden)
         return (steered, *output[1:]) if isinstance(output, tuple) else steered

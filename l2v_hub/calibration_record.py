@@ -1,0 +1,122 @@
+"""The ``calibration`` section of a v2 ``pack.json``: what was measured on the target, and why the
+pack's defaults are what they are. Written by ``l2v_hub.calibrate``, shown by ``l2v-hub inspect``
+and the model card, checked field by field on load (a broken record is a ``PackError``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .metadata import POSITIONS, SCALE_MEASURES, _Reader, check_model_id
+
+__all__ = ["Calibration", "GridPoint", "Measures", "parse_calibration"]
+
+
+@dataclass(frozen=True)
+class Measures:
+    """One row of the calibration: neutral-text perplexity and, on the calibration problems,
+    accuracy, step-by-step share and mean answer length in tokens (``None`` where not run)."""
+
+    perplexity: float
+    accuracy: float | None = None
+    step_by_step: float | None = None
+    answer_tokens: float | None = None
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One point of the strength sweep: neutral-text perplexity at ``strength`` under ``positions``."""
+
+    strength: float
+    positions: str
+    perplexity: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A pack's calibration on one target model (docs/calibration.md)."""
+
+    model_id: str
+    revision: str | None
+    dtype: str
+    device: str
+    l2v_hub_version: str
+    created: str
+    scale_measure: str
+    budget: float  # allowed relative rise of the neutral-text perplexity, e.g. 0.10
+    text_sha256: str
+    problems: dict[str, Any]  # {"source", "count", "sha256"}
+    pairs: dict[str, Any]  # {"source", "count", "sha256"} of the pairs s_i / cos_own came from
+    grid: tuple[GridPoint, ...]
+    strength: float
+    positions: str
+    reason: str
+    baseline: Measures
+    pack: Measures
+    control: Measures
+    control_seed: int
+    cosine_own: dict[str, float]  # steered block index (as a string) -> cosine
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["grid"] = [asdict(p) for p in self.grid]
+        return data
+
+
+def _number(r: _Reader, key: str, optional: bool = False) -> float | None:
+    value = r.get(key, "a finite number", (int, float), optional)
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise r.fail(key, "a finite number", value)
+    return float(value)
+
+
+def _measures(r: _Reader) -> Measures:
+    return Measures(perplexity=_number(r, "perplexity"),  # type: ignore[arg-type]
+                    accuracy=_number(r, "accuracy", True), step_by_step=_number(r, "step_by_step", True),
+                    answer_tokens=_number(r, "answer_tokens", True))
+
+
+def _source(r: _Reader) -> dict[str, Any]:
+    return {"source": r.string("source"), "count": r.integer("count", 0, 1 << 62),
+            "sha256": r.string("sha256")}
+
+
+def parse_calibration(data: Any) -> Calibration:
+    """Check a decoded ``calibration`` object; raises ``PackError`` naming the field at fault."""
+    r = _Reader(data, "calibration")
+    grid_items = r.get("grid", "a list of sweep points", (list,))
+    grid = []
+    for i, item in enumerate(grid_items):
+        g = _Reader(item, f"calibration.grid.{i}")
+        grid.append(GridPoint(strength=_number(g, "strength"),  # type: ignore[arg-type]
+                              positions=g.string("positions", choices=POSITIONS),
+                              perplexity=_number(g, "perplexity")))  # type: ignore[arg-type]
+    cos = r.get("cosine_own", "an object block -> cosine", (dict,))
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in cos.values()):
+        raise r.fail("cosine_own", "an object block -> cosine", cos)
+    return Calibration(
+        model_id=check_model_id(r.string("model_id"), "pack.json: 'calibration.model_id'"),
+        revision=r.string("revision", optional=True),
+        dtype=r.string("dtype"),
+        device=r.string("device"),
+        l2v_hub_version=r.string("l2v_hub_version"),
+        created=r.string("created"),
+        scale_measure=r.string("scale_measure", choices=SCALE_MEASURES),
+        budget=_number(r, "budget"),  # type: ignore[arg-type]
+        text_sha256=r.string("text_sha256"),
+        problems=_source(r.child("problems")),
+        pairs=_source(r.child("pairs")),
+        grid=tuple(grid),
+        strength=_number(r, "strength"),  # type: ignore[arg-type]
+        positions=r.string("positions", choices=POSITIONS),
+        reason=r.get("reason", "a string", (str,)),
+        baseline=_measures(r.child("baseline")),
+        pack=_measures(r.child("pack")),
+        control=_measures(r.child("control")),
+        control_seed=r.integer("control_seed", 0, (1 << 63) - 1),
+        cosine_own={str(k): float(v) for k, v in cos.items()},
+    )

@@ -1,0 +1,33 @@
+"""What steering does to a model, measured: neutral-text perplexity, answers to problems (accuracy,
+step-by-step share, length, readability) and the random-direction control. One implementation,
+used by calibration (``l2v_hub.calibrate``) and by the benchmarks.
+"""
+
+from .answers import (
+    Answer,
+    answer_problems,
+    final_number,
+    is_step_by_step,
+    non_ascii_share,
+    prompt_ids,
+    summarize,
+)
+from .control import random_directions
+from .problems import Problem, builtin_problems, load_problems
+from .text import neutral_text, perplexity
+
+__all__ = [
+    "Answer",
+    "Problem",
+    "answer_problems",
+    "builtin_problems",
+    "final_number",
+    "is_step_by_step",
+    "load_problems",
+    "neutral_text",
+    "non_ascii_share",
+    "perplexity",
+    "prompt_ids",
+    "random_directions",
+    "summarize",
+]
