@@ -134,10 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     every = builtin_pairs()
     step = max(1, len(every.pairs) // args.pairs)
     pairs = PairSet(f"builtin-every-{step}th", every.style, every.pairs[::step][: args.pairs])
-    results = []
+    # Models measured before (other runs) are kept; a model measured again is replaced.
+    previous = json.loads(args.json.read_text())["results"] if args.json.is_file() else []
+    results = list(previous)
     for key in args.models.split(","):
-        results.append(measure_model(key, args.cache_dir, pairs, args.budget))
-        report = {"command": "python benchmarks/scale_choice.py " + " ".join(sys.argv[1:]),
+        new = measure_model(key, args.cache_dir, pairs, args.budget)
+        results = [r for r in results if r["model"] != new["model"]] + [new]
+        report = {"command": "python benchmarks/scale_choice.py " + " ".join(sys.argv[1:] if argv is None else argv),
                   "torch": torch.__version__, "l2v_hub": l2v_hub.__version__,
                   "pairs": pairs.info().__dict__, "budget": args.budget, "results": results,
                   "table": table(results)}

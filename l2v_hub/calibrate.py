@@ -17,6 +17,7 @@ The result is a new pack version (versions are immutable); a v1 pack comes out a
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -43,8 +44,9 @@ __all__ = ["DEFAULT_BUDGET", "DEFAULT_GRID", "DEFAULT_POSITIONS", "calibrate", "
 log = logging.getLogger(__name__)
 
 DEFAULT_BUDGET = 0.10
-# lambda in units of s_i, a factor sqrt(2) apart: 1/16 .. 8.
-DEFAULT_GRID: tuple[float, ...] = tuple(round(2 ** (k / 2), 4) for k in range(-8, 7))
+# lambda in units of s_i, a factor sqrt(2) apart: 1/128 .. 8 (Gemma 3 270M already breaks at
+# 1/32 of its own CoT-difference norm with a random direction, SmolLM2 at 1/2: docs/calibration.md).
+DEFAULT_GRID: tuple[float, ...] = tuple(round(2 ** (k / 2), 5) for k in range(-14, 7))
 DEFAULT_POSITIONS: tuple[str, ...] = ("generated", "first_and_generated")
 CALIBRATION_PAIRS = 16
 
@@ -125,7 +127,7 @@ def calibrate(
     """
     if not 0 < budget <= 10:
         raise L2VHubError(f"budget must be in (0, 10] (0.10 = +10% perplexity), got {budget!r}")
-    if not grid or any(b <= a for a, b in zip(grid, grid[1:], strict=False)) or grid[0] <= 0:
+    if not grid or any(b <= a for a, b in itertools.pairwise(grid)) or grid[0] <= 0:
         raise L2VHubError(f"grid must be positive strengths in ascending order, got {grid!r}")
     dims = text_dims(model)
     if (dims.hidden_size, dims.num_layers) != (pack.target.hidden_size, pack.target.num_layers):

@@ -13,6 +13,7 @@ from .errors import PackError
 
 __all__ = [
     "HOOK_SITE",
+    "SCALE_MEASURES",
     "SCHEMA_VERSION",
     "Defaults",
     "Hook",
@@ -21,7 +22,6 @@ __all__ = [
     "Op",
     "PairsInfo",
     "Positions",
-    "SCALE_MEASURES",
     "Scale",
     "ScaleMeasure",
     "check_model_id",
@@ -229,11 +229,13 @@ def parse_metadata(data: Any) -> dict[str, Any]:
     layers = d.get("layers", "a non-empty list of block indices", (list,))
     if not layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
         raise d.fail("layers", "a non-empty list of integer block indices", layers)
+    # The target is checked first: the scale is checked against its block count.
+    target = _model_ref(root, "target")
     scale = _scale(root.child("scale")) if version >= 2 else None
-    if scale is not None and scale.values is not None and len(scale.values) != root.data["target"]["num_layers"]:
+    if scale is not None and scale.values is not None and len(scale.values) != target.num_layers:
         raise PackError(
             f"pack.json: 'scale.values' has {len(scale.values)} entries, but target.num_layers is "
-            f"{root.data['target']['num_layers']}"
+            f"{target.num_layers}"
         )
     files = root.child("files")
     for name in files.data:
@@ -248,7 +250,7 @@ def parse_metadata(data: Any) -> dict[str, Any]:
         "created": root.string("created"),
         "l2v_hub_version": root.string("l2v_hub_version"),
         "source": _model_ref(root, "source"),
-        "target": _model_ref(root, "target"),
+        "target": target,
         "method": method,
         "hook": hook,
         "defaults": Defaults(strength=float(strength), layers=tuple(layers)),

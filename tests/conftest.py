@@ -10,6 +10,7 @@ import torch
 from hub_fixtures import hub  # noqa: F401  (the test Hub fixture, see tests/hub_fixtures.py)
 
 from l2v_hub import Defaults, Method, ModelRef, Pack, PairsInfo
+from l2v_hub.calibration_record import Calibration, GridPoint, Measures
 from l2v_hub.metadata import Scale
 
 
@@ -42,6 +43,23 @@ def random_pack(
         defaults=Defaults(strength=0.1, layers=(num_layers // 2,)),
         scale=Scale("token_spread", None if scale is None else (float(scale),) * num_layers),
         stats={"layers": [{"norm": 1.0}] * 4},
+    )
+
+
+def calibration_record(pack: Pack, model_id: str = "tiny/vlm") -> Calibration:
+    """A valid, hand-written calibration record for ``pack`` (what ``l2v_hub.calibrate`` writes),
+    for the tests of the format; tests/test_calibrate.py checks real ones."""
+    sha = hashlib.sha256(b"x").hexdigest()
+    return Calibration(
+        model_id=model_id, revision="0" * 40, dtype="float32", device="cpu", l2v_hub_version="0.0.0",
+        created="2026-01-01T00:00:00Z", scale_measure="cot_norm", budget=0.1, text_sha256=sha,
+        problems={"source": "given", "count": 3, "sha256": sha},
+        pairs={"source": "builtin[:3]", "count": 3, "sha256": sha},
+        grid=(GridPoint(0.25, "generated", 10.0), GridPoint(0.5, "generated", 12.5)),
+        strength=0.25, positions="generated", reason="the largest grid strength within +10%",
+        baseline=Measures(10.0, 0.5, 0.0, 12.0), pack=Measures(10.5, 0.5, 1 / 3, 20.0),
+        control=Measures(10.4, None, None, None), control_seed=0,
+        cosine_own={str(i): 0.5 for i in pack.defaults.layers},
     )
 
 

@@ -1,5 +1,7 @@
-"""The steering operations, checked against the normative formulas of docs/loader.md computed
-independently in float64, and the hook's handling of both block output types."""
+"""The v2 steering operations, checked against the normative formulas of docs/loader.md computed
+independently in float64 (the push p = lambda * s_i * v_i is fixed, not relative to the token),
+their float32 computation for half-precision states, and the hook's handling of both block output
+types."""
 
 from __future__ import annotations
 
@@ -11,62 +13,126 @@ from hypothesis import strategies as st
 from l2v_hub.loader.positions import PositionTracker, select
 from l2v_hub.loader.steer import BlockSteerer, Controls, add, norm_preserving_add
 
+HALF = (torch.float16, torch.bfloat16)
+
 
 def unit(*shape: int, seed: int = 0) -> torch.Tensor:
     v = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
     return v / v.norm(dim=-1, keepdim=True)
 
 
-@settings(max_examples=50, deadline=None)
-@given(seed=st.integers(0, 2**16), strength=st.floats(-3, 3), scale=st.floats(1e-3, 1e3))
-def test_norm_preserving_add_follows_the_formula_and_keeps_each_norm(
-    seed: int, strength: float, scale: float
+def states(seed: int, scale: float, hidden: int = 16) -> torch.Tensor:
+    return scale * torch.randn(2, 5, hidden, generator=torch.Generator().manual_seed(seed))
+
+
+def reference_npa(h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """c = h + p, h' = c * ||h|| / ||c||, in float64."""
+    h64, p64 = h.double(), p.double()
+    c = h64 + p64
+    return c * h64.norm(dim=-1, keepdim=True) / c.norm(dim=-1, keepdim=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), strength=st.floats(-3, 3), s=st.floats(1e-3, 1e3),
+       scale=st.floats(1e-3, 1e3))
+def test_norm_preserving_add_follows_the_v2_formula_and_keeps_each_norm(
+    seed: int, strength: float, s: float, scale: float
 ) -> None:
-    h = scale * torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(seed))
-    v = unit(16, seed=seed + 1)
-    got = norm_preserving_add(h, v, strength)
-    h64, v64 = h.double(), v.double()
-    n = h64.norm(dim=-1, keepdim=True)
-    u = h64 / n + strength * v64
-    want = n * u / u.norm(dim=-1, keepdim=True)
-    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6 * scale)
+    h, v = states(seed, scale), unit(16, seed=seed + 1)
+    p = strength * s * v
+    got = norm_preserving_add(h, p)
+    assert got.dtype == torch.float32
+    # Both ends of each relative error are float32 rounding of ||c|| ~ max(||h||, ||p||).
+    torch.testing.assert_close(got.double(), reference_npa(h, p), rtol=1e-5, atol=1e-6 * scale)
     torch.testing.assert_close(got.norm(dim=-1), h.norm(dim=-1), rtol=1e-5, atol=0)
 
 
-@settings(max_examples=50, deadline=None)
-@given(seed=st.integers(0, 2**16), strength=st.floats(-3, 3))
-def test_add_follows_the_formula(seed: int, strength: float) -> None:
-    h = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(seed))
-    v = unit(16, seed=seed + 1)
-    want = h.double() + strength * h.double().norm(dim=-1, keepdim=True) * v.double()
-    torch.testing.assert_close(add(h, v, strength).double(), want, rtol=1e-5, atol=1e-6)
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), strength=st.floats(-3, 3), s=st.floats(1e-3, 1e3),
+       scale=st.floats(1e-3, 1e3))
+def test_add_adds_the_same_push_to_every_token_whatever_its_norm(
+    seed: int, strength: float, s: float, scale: float
+) -> None:
+    h, v = states(seed, scale), unit(16, seed=seed + 1)
+    p = strength * s * v
+    got = add(h, p)
+    want = h.double() + p.double()
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-6 * (scale + abs(strength) * s))
 
 
-def test_steering_turns_the_state_toward_the_direction() -> None:
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), push=st.floats(1e-2, 10), big=st.floats(10, 1e4))
+def test_the_push_does_not_scale_with_the_token_norm(seed: int, push: float, big: float) -> None:
+    # v1 pushed by lambda * ||h||: a token `big` times larger turned by the same angle. In v2 the
+    # turn of a larger token is smaller, bounded by asin(||p|| / ||h||).
+    h, v = unit(1, 16, seed=seed), unit(16, seed=seed + 1)
+    p = push * v
+    small_turn = angle(h, norm_preserving_add(h, p))
+    large_turn = angle(big * h, norm_preserving_add(big * h, p))
+    assert float(large_turn) <= float(small_turn) + 1e-6
+    if push < big:
+        assert float(large_turn) <= float(torch.asin(torch.tensor(push / big, dtype=torch.float64))) + 1e-5
+    torch.testing.assert_close(add(big * h, p) - big * h, p.expand(1, 16), rtol=0, atol=1e-5 * big)
+
+
+def angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The angle between a and b in radians (float64, stable for small angles)."""
+    a = a.double() / a.double().norm(dim=-1, keepdim=True)
+    b = b.double() / b.double().norm(dim=-1, keepdim=True)
+    return 2 * torch.atan2((a - b).norm(dim=-1), (a + b).norm(dim=-1))
+
+
+def test_steering_turns_the_state_toward_the_push_and_zero_is_the_identity() -> None:
     h, v = torch.randn(4, 3, 32), unit(32)
     cos = lambda x: torch.nn.functional.cosine_similarity(x, v.expand_as(x), dim=-1)  # noqa: E731
     for op in (norm_preserving_add, add):
-        assert (cos(op(h, v, 0.5)) > cos(h)).all()
-        assert (cos(op(h, v, -0.5)) < cos(h)).all()
-    torch.testing.assert_close(norm_preserving_add(h, v, 0.0), h)
-    torch.testing.assert_close(add(h, v, 0.0), h)
+        assert (cos(op(h, 0.5 * v)) > cos(h)).all()
+        assert (cos(op(h, -0.5 * v)) < cos(h)).all()
+        torch.testing.assert_close(op(h, 0.0 * v), h, rtol=0, atol=1e-6)
 
 
 def test_a_zero_state_gives_no_nan_forward_or_backward() -> None:
     h = torch.zeros(1, 2, 8, requires_grad=True)
     for op in (norm_preserving_add, add):
-        out = op(h, unit(8), 0.5)
+        out = op(h, 0.5 * unit(8))
         assert torch.isfinite(out).all()
         (grad,) = torch.autograd.grad(out.sum(), h)
         assert torch.isfinite(grad).all()
+    # norm_preserving_add keeps the zero norm: a zero state stays zero.
+    assert torch.equal(norm_preserving_add(h, unit(8)), torch.zeros(1, 2, 8))
 
 
-def test_half_precision_keeps_the_dtype_and_is_close_to_float32() -> None:
-    h, v = torch.randn(2, 3, 64), unit(64)
-    for dtype in (torch.bfloat16, torch.float16):
-        got = norm_preserving_add(h.to(dtype), v.to(dtype), 0.4)
-        assert got.dtype == dtype
-        torch.testing.assert_close(got.float(), norm_preserving_add(h, v, 0.4), rtol=2e-2, atol=2e-2)
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("norm", [1.0, 3e2, 6e4])
+@pytest.mark.parametrize("op", [norm_preserving_add, add], ids=lambda f: f.__name__)
+def test_half_precision_is_computed_in_float32_and_cast_back(dtype: torch.dtype, norm: float,
+                                                             op) -> None:
+    # ||h||^2 of a state of norm 6e4 overflows fp16 (max 65504): the ops must not square in it.
+    # Each token's largest entry stays below 65504 - ||p|| so that the true `add` is representable.
+    h = unit(2, 7, 64, seed=3) * norm
+    h = h.to(dtype)
+    p = 0.3 * norm * unit(64, seed=4)  # a push on the token's scale: a real turn
+    got = op(h, p)
+    assert got.dtype == dtype
+    assert torch.isfinite(got).all()
+    want = reference_npa(h, p) if op is norm_preserving_add else h.double() + p.double()
+    # What float32 then one rounding to `dtype` gives: within one ulp of `dtype` of the truth.
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(got.double(), want, rtol=eps, atol=eps * norm / 8)
+    if op is norm_preserving_add:
+        torch.testing.assert_close(got.double().norm(dim=-1), h.double().norm(dim=-1),
+                                   rtol=2 * eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+def test_the_hook_returns_the_block_dtype_from_a_float32_push(dtype: torch.dtype) -> None:
+    h = (6e4 * unit(1, 4, 32, seed=5)).to(dtype)
+    tracker = tracker_after("all", torch.ones(1, 4, dtype=torch.long), None)
+    push = unit(32, seed=6) * 2e4  # s_i * v_i as the loader holds it: float32
+    out = BlockSteerer("norm_preserving_add", push, Controls(strength=0.5), tracker)(
+        torch.nn.Identity(), (), h)
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    assert torch.equal(out, norm_preserving_add(h, 0.5 * push))
 
 
 def test_select_names_the_policy_positions() -> None:
@@ -107,7 +173,7 @@ def test_the_hook_steers_only_the_tracked_tokens_in_either_output_type(as_tuple:
         assert out[1] is extra and len(out) == 2
     changed = (steered != h).any(-1)
     assert changed.tolist() == [[False, True, False], [True, False, False]]
-    torch.testing.assert_close(steered[changed], norm_preserving_add(h, v, 0.7)[changed])
+    torch.testing.assert_close(steered[changed], norm_preserving_add(h, 0.7 * v)[changed])
     controls.enabled = False
     assert hook(torch.nn.Identity(), (), h) is None
 

@@ -1,19 +1,21 @@
-"""Pack format v1: round trip, and every corruption refused with a message naming it."""
+"""Pack format v2: round trip (scale and calibration included), v1 packs still read, and every
+corruption refused with a message naming it."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_pack
+from conftest import calibration_record, random_pack
 from safetensors.torch import load_file
 
 from l2v_hub import Pack, PackError
-from l2v_hub.metadata import SCHEMA_VERSION
+from l2v_hub.metadata import SCHEMA_VERSION, Scale
 
 
 def saved(pack: Pack, tmp_path: Path) -> Path:
@@ -43,7 +45,9 @@ def test_files_on_disk_follow_the_format(pack: Pack, tmp_path: Path) -> None:
     assert sorted(tensors, key=lambda k: int(k.split(".")[1])) == [f"layers.{i}" for i in range(6)]
     assert all(t.shape == (48,) and t.dtype == torch.float32 for t in tensors.values())
     meta = json.loads((folder / "pack.json").read_text())
-    assert meta["schema_version"] == SCHEMA_VERSION
+    assert meta["schema_version"] == SCHEMA_VERSION == 2
+    assert meta["scale"] == {"measure": "token_spread", "values": [1.0] * 6}
+    assert "calibration" not in meta  # not calibrated: the key is absent, not null
     assert meta["hook"] == {
         "op": "norm_preserving_add",
         "positions": "first_and_generated",
@@ -147,6 +151,23 @@ CASES = [
         ["target.model_id", "not a local path"],
     ),
     (lambda f: edit_json(f, lambda m: m["defaults"].update(strength=float("nan"))), ["pack.json"]),
+    # v2: the scale is required, one finite positive s_i per target block.
+    (missing_key("scale"), ["pack.json", "missing key 'scale'"]),
+    (missing_key("scale.measure"), ["scale.measure"]),
+    (lambda f: edit_json(f, lambda m: m["scale"].update(measure="norm")), ["scale.measure", "cot_norm"]),
+    (lambda f: edit_json(f, lambda m: m["scale"].update(values=[1.0] * 5)),
+     ["scale.values", "5 entries", "num_layers is 6"]),
+    (lambda f: edit_json(f, lambda m: m["scale"].update(values=[1.0] * 5 + [0.0])), ["scale.values", "positive"]),
+    (lambda f: edit_json(f, lambda m: m["scale"].update(values=[1.0] * 5 + [-2.0])), ["scale.values"]),
+    (lambda f: edit_json(f, lambda m: m["scale"].update(values=[1.0] * 5 + [True])), ["scale.values"]),
+    (lambda f: edit_json(f, lambda m: m["scale"].update(values=[1.0] * 5 + ["1"])), ["scale.values"]),
+    (lambda f: edit_json(f, lambda m: m["scale"].update(values=[])), ["scale.values"]),
+    (lambda f: edit_json(f, lambda m: m["scale"].update(values=1.0)), ["scale.values"]),
+    (lambda f: (f / "pack.json").write_text((f / "pack.json").read_text().replace("[\n      1.0", "[\n      Infinity")),
+     ["pack.json", "Infinity"]),
+    # A scale check must not trip over a broken target (it reads target.num_layers).
+    (missing_key("target"), ["pack.json", "missing key 'target'"]),
+    (lambda f: edit_json(f, lambda m: m["target"].update(num_layers="6")), ["target.num_layers"]),
 ]
 
 
@@ -228,3 +249,87 @@ def test_the_same_pack_always_serializes_to_the_same_bytes(pack: Pack, tmp_path:
     }
     assert len(digests) == 1
     assert Pack.from_pretrained(tmp_path / "0") == pack
+
+
+def v1_folder(pack: Pack, tmp_path: Path) -> Path:
+    """A pack folder as l2v-hub 0.x wrote it: schema_version 1, no scale (the push was relative)."""
+    folder = saved(pack, tmp_path)
+    edit_json(folder, lambda m: (m.update(schema_version=1), m.pop("scale")))
+    return folder
+
+
+def test_a_v1_pack_is_still_read_as_v1(pack: Pack, tmp_path: Path) -> None:
+    loaded = Pack.from_pretrained(v1_folder(pack, tmp_path))
+    assert loaded.schema_version == 1 and loaded.scale is None and loaded.calibration is None
+    assert torch.equal(loaded.directions, pack.directions) and loaded.defaults == pack.defaults
+    # It saves back as v1: reading a pack never upgrades its meaning.
+    again = json.loads((loaded.save_pretrained(tmp_path / "again") / "pack.json").read_text())
+    assert again["schema_version"] == 1 and "scale" not in again
+    assert Pack.from_pretrained(tmp_path / "again") == loaded
+
+
+def test_a_v1_pack_json_with_a_calibration_or_scale_key_stays_v1(pack: Pack, tmp_path: Path) -> None:
+    # v1 had no such keys: ignored, so a v1 pack cannot pass for a calibrated v2 one.
+    folder = v1_folder(pack, tmp_path)
+    edit_json(folder, lambda m: m.update(scale={"measure": "cot_norm", "values": [1.0] * 6},
+                                         calibration=calibration_record(pack).to_json()))
+    loaded = Pack.from_pretrained(folder)
+    assert loaded.schema_version == 1 and loaded.scale is None and loaded.calibration is None
+
+
+def test_validate_ties_the_scale_to_the_format_version(pack: Pack) -> None:
+    with pytest.raises(PackError, match="missing key 'scale'"):
+        replace(pack, scale=None).validate()
+    with pytest.raises(PackError, match="format v1 has no 'scale'"):
+        replace(pack, schema_version=1).validate()
+    replace(pack, schema_version=1, scale=None).validate()
+
+
+def test_an_uncalibrated_pack_round_trips_with_null_values(tmp_path: Path) -> None:
+    pack = random_pack(scale=None)
+    folder = saved(pack, tmp_path)
+    assert json.loads((folder / "pack.json").read_text())["scale"] == {"measure": "token_spread",
+                                                                      "values": None}
+    loaded = Pack.from_pretrained(folder)
+    assert loaded == pack and loaded.scale == Scale("token_spread", None)
+
+
+def test_a_calibrated_pack_round_trips_with_its_calibration_equal(pack: Pack, tmp_path: Path) -> None:
+    calibrated = replace(pack, scale=Scale("cot_norm", tuple(0.5 + i for i in range(6))),
+                         calibration=calibration_record(pack))
+    loaded = Pack.from_pretrained(saved(calibrated, tmp_path))
+    assert loaded == calibrated
+    assert loaded.calibration == calibrated.calibration
+    assert loaded.scale == Scale("cot_norm", (0.5, 1.5, 2.5, 3.5, 4.5, 5.5))
+
+
+def drop_calibration_key(key: str) -> Callable[[dict], None]:
+    return lambda m: m["calibration"].pop(key)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (drop_calibration_key("model_id"), ["calibration.model_id"]),
+    (drop_calibration_key("grid"), ["calibration.grid"]),
+    (lambda m: m["calibration"].update(model_id="/home/me/model"), ["calibration.model_id", "local path"]),
+    (lambda m: m["calibration"].update(positions="last"), ["calibration.positions"]),
+    (lambda m: m["calibration"].update(scale_measure="norm"), ["calibration.scale_measure"]),
+    (lambda m: m["calibration"].update(budget="0.1"), ["calibration.budget"]),
+    (lambda m: m["calibration"]["grid"][1].update(perplexity=None), ["calibration.grid.1.perplexity"]),
+    (lambda m: m["calibration"]["grid"][0].update(positions="every"), ["calibration.grid.0.positions"]),
+    (lambda m: m["calibration"]["baseline"].update(perplexity=True), ["calibration.baseline.perplexity"]),
+    (lambda m: m["calibration"]["control"].pop("perplexity"), ["calibration.control.perplexity"]),
+    (lambda m: m["calibration"]["problems"].update(count=-1), ["calibration.problems.count"]),
+    (lambda m: m["calibration"].update(cosine_own={"3": "high"}), ["calibration.cosine_own"]),
+    (lambda m: m["calibration"].update(control_seed=1.5), ["calibration.control_seed"]),
+    (lambda m: m.update(calibration=[]), ["calibration", "object"]),
+], ids=lambda x: None)
+def test_a_broken_calibration_is_refused_naming_the_field(
+    pack: Pack, tmp_path: Path, change: Callable[[dict], None], words: list[str]
+) -> None:
+    calibrated = replace(pack, scale=Scale("cot_norm", (1.0,) * 6), calibration=calibration_record(pack))
+    folder = saved(calibrated, tmp_path)
+    edit_json(folder, change)
+    with pytest.raises(PackError) as info:
+        Pack.from_pretrained(folder)
+    for word in words:
+        assert word in str(info.value), str(info.value)

@@ -14,7 +14,7 @@ from .build import (
 )
 from .extract import Extraction, extract
 from .generate import generate_pairs
-from .llm import load_llm
+from .llm import load_llm, load_model
 from .pairs import (
     ContrastivePair,
     PairSet,
@@ -41,6 +41,7 @@ __all__ = [
     "generate_pairs",
     "load_jsonl",
     "load_llm",
+    "load_model",
     "load_pairs",
     "prompt_contrast",
     "read_target",

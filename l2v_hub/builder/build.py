@@ -36,9 +36,10 @@ __all__ = [
 # The authors' code keeps k = 200 bins of a 3584-d model's 1793 (11.2%); the same fraction of the
 # source's bins carries that cut to any size.
 KEEP_FRACTION = 200 / 1793
-# lambda in units of s_i for a pack that is not calibrated (docs/calibration.md: about half the
-# strength at which a random direction first costs +10% perplexity on the real models measured).
-DEFAULT_STRENGTH = 0.1
+# lambda for a pack that is not calibrated, in units of its s_i (token_spread): below the smallest
+# strength at which a CoT direction first cost +10% neutral-text perplexity on the real models
+# measured (0.044 on Qwen2.5-Coder-0.5B; docs/calibration.md, "Choosing s_i").
+DEFAULT_STRENGTH = 0.03
 # s_i of a pack built without the target's weights: measured by the loader at patch time.
 UNCALIBRATED_SCALE = "token_spread"
 _BAND = 3

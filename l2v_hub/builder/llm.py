@@ -19,7 +19,7 @@ import torch
 
 from ..errors import BuildError
 
-__all__ = ["default_cache_dir", "load_llm"]
+__all__ = ["default_cache_dir", "load_llm", "load_model"]
 
 log = logging.getLogger(__name__)
 _COMPLETE = ".complete"
@@ -141,3 +141,42 @@ def load_llm(
     if device is not None and device_map is None:
         model.to(device)
     return model.eval(), tokenizer
+
+
+def load_model(
+    id_or_path: str | Path,
+    *,
+    gguf_file: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+    cache_dir: str | Path | None = None,
+    revision: str | None = None,
+) -> tuple[Any, Any]:
+    """A target model with its weights, for calibration: a VLM (a config with a separate text
+    config) through ``AutoModelForImageTextToText``, anything else as :func:`load_llm`.
+    Returns ``(model, tokenizer)`` in eval mode; raises ``BuildError`` when it cannot be loaded."""
+    source = str(id_or_path)
+    if gguf_file is None and not source.endswith(".gguf"):
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
+
+        try:
+            config = AutoConfig.from_pretrained(source, revision=revision,
+                                                trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise BuildError(f"cannot read the config of '{id_or_path}': {str(exc)[:300]}") from None
+        if config.get_text_config() is not config:
+            kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+            if _dtype(dtype) is not None:
+                kwargs[_dtype_kwarg()] = _dtype(dtype)
+            try:
+                model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+                tokenizer = AutoTokenizer.from_pretrained(source, revision=revision,
+                                                          trust_remote_code=trust_remote_code)
+            except (OSError, ValueError) as exc:
+                raise BuildError(f"cannot load the VLM '{id_or_path}': {str(exc)[:300]}") from None
+            if device is not None:
+                model.to(device)
+            return model.eval(), tokenizer
+    return load_llm(id_or_path, gguf_file=gguf_file, device=device, dtype=dtype,
+                    trust_remote_code=trust_remote_code, cache_dir=cache_dir, revision=revision)

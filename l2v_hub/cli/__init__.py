@@ -14,6 +14,7 @@ import click
 from .._version import __version__
 from ..errors import L2VHubError
 from .build_cmd import build
+from .calibrate_cmd import calibrate
 from .inspect_cmd import inspect
 from .list_cmd import list_packs
 from .publish_cmd import publish
@@ -61,6 +62,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 main.add_command(inspect)
 main.add_command(build)
+main.add_command(calibrate)
 main.add_command(publish)
 main.add_command(pull)
 main.add_command(list_packs)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import BuildError
+from .calibrate_cmd import calibration_options, run_calibration, summary
 
 __all__ = ["build"]
 
@@ -49,7 +50,7 @@ def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
 @click.option("--llm-id", help="Hub id to record for a local --llm (a pack never records a path).")
 @click.option("--gguf-file", help="GGUF file name inside --llm (a Hub repo or folder).")
 @click.option("--revision", help="Revision (branch, tag or commit) of a Hub --llm.")
-@click.option("--target", required=True, help="Target VLM: Hub id or local folder; only its config is read.")
+@click.option("--target", required=True, help="Target VLM: Hub id or local folder; only its config is read, unless --calibrate.")
 @click.option("--target-id", help="Hub id to record for a local --target folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Pack folder to write.")
 @click.option("--pairs", default="builtin", show_default=True, help="builtin, prompt-contrast, or a FILE.jsonl of {problem, cot, direct}.")
@@ -57,7 +58,9 @@ def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
 @click.option("--extraction", type=click.Choice(["mean-diff", "pca"]), default="mean-diff", show_default=True)
 @click.option("--keep", type=click.IntRange(min=1), help="Low-pass bins of the source spectrum [default: 11.2% of them].")
 @click.option("--layers", callback=_layers, help="Default target blocks, e.g. 12,13,14 [default: the 3 middle blocks].")
-@click.option("--strength", type=click.FloatRange(min=0), default=0.1, show_default=True, help="Default strength.")
+@click.option("--strength", type=click.FloatRange(min=0), default=0.03, show_default=True, help="Default strength, in units of s_i (replaced by --calibrate).")
+@click.option("--calibrate", "calibrate_", is_flag=True, help="Load the target's weights too and calibrate the pack on it (see l2v-hub calibrate).")
+@calibration_options
 @click.option("--device", help="Device for the LLM, e.g. cpu, cuda, cuda:1, mps.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="LLM dtype.")
 @click.option("--device-map", help="Passed to transformers, e.g. auto to spread a large LLM over GPUs.")
@@ -100,8 +103,19 @@ def build(**options: Any) -> None:
         name=options["name"], version=options["version"], strength=options["strength"],
         layers=options["layers"], generate=options["generate"],
     )
+    if options["calibrate_"]:
+        from ..builder import load_model
+
+        del model  # the source's memory, before the target loads
+        target_model, target_tokenizer = load_model(
+            options["target"], trust_remote_code=options["trust_remote_code"],
+            device=options["device"], dtype=options["dtype"], cache_dir=options["cache_dir"])
+        pack = run_calibration(pack, target_model, target_tokenizer, options, target.model_id,
+                               options["version"])
     pack.save_pretrained(out)
     report = _report(pack, out, time.perf_counter() - start)
+    if pack.calibration is not None:
+        report["calibration"] = summary(pack)
     if options["as_json"]:
         click.echo(json.dumps(report, indent=2))
         return

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -20,8 +19,10 @@ from typing import Any
 import torch
 
 import l2v_hub
+from l2v_hub.measure import final_number
 
-__all__ = ["QUESTIONS", "Answer", "Question", "answer_questions", "final_number", "main"]
+__all__ = ["QUESTIONS", "Answer", "Question", "answer_questions", "final_number", "load_target",
+           "main"]
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,6 @@ class Answer:
     lines: int
     final: float | None
     correct: bool
-
-
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-
-
-def final_number(text: str) -> float | None:
-    """The last number in ``text`` (an answer states its result last), or None."""
-    found = _NUMBER.findall(text.replace(",", ""))
-    return float(found[-1]) if found else None
 
 
 def prompt(question: Question) -> str:
@@ -109,14 +101,16 @@ def answer_questions(
     return {
         "model_id": model.name_or_path,
         "model_class": type(model).__name__,
-        "pack": f"{pack.name}@{pack.version} (layers {list(pack.defaults.layers)}, strength {pack.defaults.strength})",
+        "pack": f"{pack.name}@{pack.version} (layers {list(pack.defaults.layers)}, strength {pack.defaults.strength:g}, positions {pack.hook.positions})",
         "rows": rows,
     }
 
 
-def _loader(spec: str) -> Callable[[Path], tuple[Any, Any]]:
+def load_target(spec: str, cache: Path) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a ``module:function`` loader called with ``cache``."""
     module, _, function = spec.partition(":")
-    return getattr(importlib.import_module(module), function)
+    loader: Callable[[Path], tuple[Any, Any]] = getattr(importlib.import_module(module), function)
+    return loader(cache)
 
 
 def main(argv: list[str]) -> None:
@@ -126,7 +120,7 @@ def main(argv: list[str]) -> None:
     results = []
     for spec in loaders:
         start = time.perf_counter()
-        model, tokenizer = _loader(spec)(cache)
+        model, tokenizer = load_target(spec, cache)
         print(f"   [fresh process] loaded {model.name_or_path} ({type(model).__name__}) in "
               f"{time.perf_counter() - start:.1f} s; {len(QUESTIONS)} questions, without and with "
               "l2v_hub.patch(model)", flush=True)

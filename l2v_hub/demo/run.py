@@ -1,4 +1,5 @@
-"""The stages of ``make demo``: source LLM -> two packs -> local store -> registry -> fresh process.
+"""The stages of ``make demo``: source LLM -> two packs -> calibrated on each target -> local store ->
+registry -> fresh process.
 
 Each stage prints what it does and is timed; ``run`` returns the timings and the answers so the
 tests can run the same stages on tiny models.
@@ -42,6 +43,10 @@ class DemoPlan:
     pairs: str | PairSet = "builtin"
     max_new_tokens: int = 48
     python_path: tuple[str, ...] = ()
+    # Calibration on each target: problems per row and their token budget (kept small: the demo
+    # shows the path; docs/calibration.md has the full-size runs).
+    calibration_problems: int = 8
+    calibration_tokens: int = 32
 
 
 @dataclass
@@ -132,6 +137,22 @@ def _answer_in_fresh_process(plan: DemoPlan, result: DemoResult) -> list[dict[st
     return json.loads(out.read_text())
 
 
+def _calibrate(plan: DemoPlan, pack: Any, loader: str) -> Any:
+    from ..calibrate import calibrate
+    from ..measure import builtin_problems
+    from .answer import load_target
+
+    model, tokenizer = load_target(loader, plan.cache)
+    calibrated = calibrate(pack, model, tokenizer, version=pack.version, progress=False,
+                           problems=builtin_problems("calibration", plan.calibration_problems),
+                           max_new_tokens=plan.calibration_tokens)
+    c = calibrated.calibration
+    print(f"    {pack.target.model_id}: strength {c.strength:g}, positions {c.positions}; perplexity "
+          f"{c.baseline.perplexity:.4g} unpatched, {c.pack.perplexity:.4g} pack, "
+          f"{c.control.perplexity:.4g} random control")
+    return calibrated
+
+
 def run(plan: DemoPlan) -> DemoResult:
     """Every stage in order; prints progress, the answers side by side and the timings."""
     from ..cli import main as cli
@@ -155,18 +176,21 @@ def run(plan: DemoPlan) -> DemoResult:
                   f"{p.source.num_layers} -> {p.target.num_layers} blocks, {p.method.pairs.count} pairs, "
                   f"keep {p.method.lowpass_keep} bins, layers {list(p.defaults.layers)}")
     del model
-    with _stage(result, 3, f"publish both to the local store {result.store}"):
+    with _stage(result, 3, "calibrate each pack on its target (s_i, strength within +10% perplexity, "
+                           "random control)"):
+        packs = [_calibrate(plan, p, spec) for p, spec in zip(packs, plan.target_loaders, strict=True)]
+    with _stage(result, 4, f"publish both to the local store {result.store}"):
         for p in packs:
             repo = f"{DEMO_ORG}/{suggest_repo_name(p)}"
             release = publish(p, repo, store=result.store)
             result.repos.append(repo)
             print(f"    published {release}")
-    with _stage(result, 4, f"register them in a user registry {result.registry}, then list it"):
+    with _stage(result, 5, f"register them in a user registry {result.registry}, then list it"):
         for repo in result.repos:
             register(result.registry, repo, store=result.store)
         print(f"    $ l2v-hub list --registry {result.registry}")
         cli(["list", "--registry", str(result.registry)], standalone_mode=False)
-    with _stage(result, 5, "a fresh Python process: load each target, l2v_hub.patch(model), answer"):
+    with _stage(result, 6, "a fresh Python process: load each target, l2v_hub.patch(model), answer"):
         result.answers = _answer_in_fresh_process(plan, result)
     print_answers(result.answers)
     total = time.perf_counter() - start

@@ -1,0 +1,107 @@
+"""``l2v-hub calibrate``: measure a pack on its target model and write a calibrated new version."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import L2VHubError
+
+__all__ = ["calibrate", "calibration_options", "run_calibration"]
+
+
+def _strengths(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        grid = tuple(float(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected ascending positive numbers like 0.25,0.5,1, got {value!r}") from None
+    if not grid or grid[0] <= 0 or any(b <= a for a, b in itertools.pairwise(grid)):
+        raise click.BadParameter(f"expected ascending positive numbers like 0.25,0.5,1, got {value!r}")
+    return grid
+
+
+def calibration_options(f: Any) -> Any:
+    """The options ``calibrate`` and ``build --calibrate`` share."""
+    for option in reversed([
+        click.option("--budget", type=click.FloatRange(min=0, min_open=True, max=10), default=0.10,
+                     show_default=True, help="Allowed rise of the neutral-text perplexity (0.10: +10%)."),
+        click.option("--grid", callback=_strengths, help="Strengths to sweep, in units of s_i, ascending [default: 1/128 to 8, factor sqrt 2]."),
+        click.option("--problems", "problem_count", type=click.IntRange(1, 50), default=20, show_default=True,
+                     help="Builtin calibration problems answered per row (unpatched, pack, random control)."),
+        click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the random control."),
+    ]):
+        f = option(f)
+    return f
+
+
+def run_calibration(pack: Any, model: Any, tokenizer: Any, options: dict[str, Any], model_id: str | None,
+                    version: str | None) -> Any:
+    """``l2v_hub.calibrate`` with the shared options."""
+    from ..calibrate import DEFAULT_GRID
+    from ..calibrate import calibrate as run
+    from ..measure import builtin_problems
+
+    return run(pack, model, tokenizer, budget=options["budget"], grid=options["grid"] or DEFAULT_GRID,
+               problems=None if options["problem_count"] == 20 else builtin_problems("calibration", options["problem_count"]),
+               max_new_tokens=options["max_new_tokens"], seed=options["seed"], version=version,
+               model_id=model_id, progress=not options.get("quiet", False))
+
+
+def summary(pack: Any) -> dict[str, Any]:
+    """What a calibration decided, as JSON data."""
+    c = pack.calibration
+    return {"name": pack.name, "version": pack.version, "model_id": c.model_id,
+            "strength": c.strength, "positions": c.positions, "reason": c.reason,
+            "baseline": c.baseline.__dict__, "pack": c.pack.__dict__, "control": c.control.__dict__,
+            "cosine_own": c.cosine_own}
+
+
+@click.command()
+@click.argument("pack_ref", metavar="PACK")
+@click.option("--model", "model_path", required=True, help="Target model: Hub id, local folder or .gguf file (its weights are loaded).")
+@click.option("--model-id", help="Hub id to record for a local --model.")
+@click.option("--gguf-file", help="GGUF file name inside --model.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the calibrated version.")
+@click.option("--version", "version", help="Version of the calibrated pack [default: the next minor version].")
+@calibration_options
+@click.option("--device", help="Device for the model, e.g. cpu, cuda.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Model dtype.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Cache of dequantized GGUF models.")
+@click.option("--overwrite", is_flag=True, help="Replace a pack already at --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was measured and decided as JSON.")
+def calibrate(pack_ref: str, model_path: str, **options: Any) -> None:
+    """Measure PACK (a folder or org/name[@revision]) on its target --model and write a new,
+    calibrated version to --out: s_i, the default strength (the largest whose neutral-text
+    perplexity stays within --budget), the positions policy, and the random control beside it.
+    A v1 pack comes out as v2."""
+    from ..builder import load_model
+    from ..pack import Pack
+
+    out: Path = options["out"]
+    if out.exists() and any(out.iterdir()) and not options["overwrite"]:
+        raise L2VHubError(f"--out '{out}' exists and is not empty; pass --overwrite to replace it")
+    if Path(pack_ref).is_dir():
+        pack = Pack.from_pretrained(pack_ref)
+    else:
+        from ..hub import parse_ref, pull
+
+        pack = pull(*parse_ref(pack_ref)).pack
+    model, tokenizer = load_model(model_path, gguf_file=options["gguf_file"], device=options["device"],
+                                  dtype=options["dtype"], cache_dir=options["cache_dir"])
+    new = run_calibration(pack, model, tokenizer, options, options["model_id"], options["version"])
+    new.save_pretrained(out)
+    if options["as_json"]:
+        click.echo(json.dumps({"path": str(out), **summary(new)}, indent=2))
+        return
+    c = new.calibration
+    click.echo(f"wrote {new.name} v{new.version} to {out}\n  default strength {c.strength:g}, "
+               f"positions {c.positions}: {c.reason}\n  perplexity unpatched {c.baseline.perplexity:.4g}, "
+               f"pack {c.pack.perplexity:.4g}, random control {c.control.perplexity:.4g}")
