@@ -63,7 +63,10 @@ BEGIN, END = "<!-- calibration-results:begin -->", "<!-- calibration-results:end
 def answer_perplexity(model: Any, tokenizer: Any, question: str, answer: str) -> float | None:
     """The model's perplexity of ``answer`` written after the question's prompt (None if empty)."""
     prompt = prompt_ids(tokenizer, question)
-    tokens = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    # In the plain "Question: ...\nAnswer:" frame the model wrote a space before the answer, which
+    # answer_problems strips; scoring it without would score an unnatural tokenization.
+    spaced = answer if getattr(tokenizer, "chat_template", None) else " " + answer
+    tokens = tokenizer(spaced, add_special_tokens=False)["input_ids"]
     if not tokens:
         return None
     ids = torch.tensor([prompt + tokens])

@@ -32,7 +32,7 @@ from .builder.pairs import PairSet, builtin_pairs, tokenize_pairs
 from .calibration_record import Calibration, GridPoint, Measures
 from .errors import IncompatiblePackError, L2VHubError
 from .hub import identify_model
-from .loader import patch, text_dims
+from .loader import MAX_STRENGTH, patch, text_dims
 from .measure import answer_problems, builtin_problems, perplexity, random_directions, summarize
 from .measure.problems import Problem, problems_sha256
 from .measure.text import neutral_text
@@ -129,6 +129,9 @@ def calibrate(
         raise L2VHubError(f"budget must be in (0, 10] (0.10 = +10% perplexity), got {budget!r}")
     if not grid or any(b <= a for a, b in itertools.pairwise(grid)) or grid[0] <= 0:
         raise L2VHubError(f"grid must be positive strengths in ascending order, got {grid!r}")
+    if grid[-1] > MAX_STRENGTH:  # patch() refuses it: fail now, not half-way through the sweep
+        raise L2VHubError(f"grid strengths must be at most {MAX_STRENGTH} (what l2v_hub.patch "
+                          f"accepts), got {grid[-1]!r}")
     dims = text_dims(model)
     if (dims.hidden_size, dims.num_layers) != (pack.target.hidden_size, pack.target.num_layers):
         raise IncompatiblePackError(

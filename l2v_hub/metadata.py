@@ -132,6 +132,9 @@ class _Reader:
         self.data = data
 
     def _name(self, key: str) -> str:
+        # A hostile key (a file name in 'files') must not break the one-line error message.
+        if not key.isprintable():
+            key = key.encode("unicode_escape").decode("ascii")
         return f"{self.path}.{key}" if self.path else key
 
     def fail(self, key: str, expected: str, value: Any) -> PackError:

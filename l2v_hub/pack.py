@@ -124,6 +124,15 @@ class Pack:
                             + ("needs 'scale'" if self.scale is None else "has no 'scale'"))
         if self.calibration is not None:
             parse_calibration(self.calibration.to_json())
+            # A calibrated pack stores the s_i it was calibrated with: the card and inspect
+            # present its defaults as measured, so they must not rest on patch-time s_i.
+            if self.scale is None or self.scale.values is None:
+                raise PackError("pack.json: 'calibration' needs 'scale.values' (the s_i it measured)")
+            if self.scale.measure != self.calibration.scale_measure:
+                raise PackError(
+                    f"pack.json: 'scale.measure' is {self.scale.measure!r}, but "
+                    f"'calibration.scale_measure' is {self.calibration.scale_measure!r}"
+                )
         d, t = self.directions, self.target
         if not isinstance(d, torch.Tensor) or d.dtype != torch.float32:
             raise PackError(f"{DIRECTIONS_FILE}: directions must be a float32 tensor")

@@ -10,7 +10,9 @@ from tiny_llm import byte_tokenizer, tiny_llama, tiny_qwen2_vl_config
 
 from l2v_hub import BuildError, Pack, TargetSpec, build_pack, spectral
 from l2v_hub.builder import default_keep, default_layers, extract
+from l2v_hub.builder.build import DEFAULT_STRENGTH
 from l2v_hub.builder.pairs import PairSet, builtin_pairs, tokenize_pairs
+from l2v_hub.metadata import Scale
 
 PAIRS = PairSet("builtin-head", "response", builtin_pairs().pairs[:16])
 
@@ -38,8 +40,11 @@ def test_build_for_a_target_of_another_size(llm, tmp_path: Path) -> None:
     torch.testing.assert_close(pack.directions.norm(dim=-1), torch.ones(7))
     assert (pack.source.model_id, pack.source.hidden_size, pack.source.num_layers) == ("org/tiny-llm", 32, 4)
     assert pack.method.pairs == PAIRS.info() and pack.method.lowpass_keep == default_keep(32, 48)
-    assert (pack.hook.op, pack.hook.positions) == ("norm_preserving_add", "first_and_generated")
-    assert pack.defaults.layers == (2, 3, 4) and pack.defaults.strength == 0.1
+    assert (pack.hook.op, pack.hook.positions) == ("norm_preserving_add", "generated")
+    assert pack.defaults.layers == (2, 3, 4) and pack.defaults.strength == DEFAULT_STRENGTH
+    # Built without the target's weights: v2, uncalibrated, s_i measured by the loader.
+    assert pack.schema_version == 2 and pack.scale == Scale("token_spread", None)
+    assert pack.calibration is None
     assert pack.name == "l2v-cot-tiny-llm-for-vlm"
     assert Pack.from_pretrained(pack.save_pretrained(tmp_path / "p")) == pack
 

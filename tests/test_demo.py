@@ -82,6 +82,7 @@ def test_fresh_process_patched_each_target_by_id(demo) -> None:
     assert [a["model_class"] for a in result.answers] == ["Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"]
     for target in result.answers:
         assert target["pack"].startswith("l2v-cot-tiny-llama-for-")
+        assert "positions" in target["pack"]
         assert len(target["rows"]) == len(QUESTIONS)
         for row in target["rows"]:
             # The patch changed the model's output: the pack was found and applied.
@@ -98,14 +99,14 @@ def test_fresh_process_patched_each_target_by_id(demo) -> None:
 
 def test_prints_progress_answers_and_timings(demo) -> None:
     _, result, printed = demo
-    for n in range(1, 6):
+    for n in range(1, 7):
         assert f"\n[{n}] " in printed
     assert printed.count("WITH l2v_hub.patch(model)") == 2 * len(QUESTIONS)
     assert printed.count("known answer:") == 2 * len(QUESTIONS)
     assert tiny_demo.GEMMA_ID in printed and "<-" in printed  # the `l2v-hub list` lines
     for repo in result.repos:
         assert f"l2v-hub publish {result.store / repo / '0.1.0'} --repo YOUR-ORG/" in printed
-    assert set(result.seconds) >= {"total"} and len(result.seconds) == 6
+    assert set(result.seconds) >= {"total"} and len(result.seconds) == 7
     assert "total" in printed.split("timings:")[1]
 
 
@@ -114,3 +115,17 @@ def test_prints_progress_answers_and_timings(demo) -> None:
 ])
 def test_final_number(text: str, number: float | None) -> None:
     assert final_number(text) == number
+
+
+def test_each_published_pack_is_calibrated_on_its_target(demo) -> None:
+    plan, result, printed = demo
+    for spec, repo in zip(plan.targets, result.repos, strict=True):
+        pack = Pack.from_pretrained(result.store / repo / "0.1.0")
+        c = pack.calibration
+        assert c is not None and c.model_id == spec.model_id
+        assert pack.scale.measure == "cot_norm" and len(pack.scale.values) == spec.num_layers
+        # The shipped defaults are what the calibration chose, within its perplexity budget.
+        assert (pack.defaults.strength, pack.hook.positions) == (c.strength, c.positions)
+        assert c.pack.perplexity <= (1 + c.budget) * c.baseline.perplexity
+        assert c.problems["count"] == plan.calibration_problems
+    assert printed.count("random control") >= len(plan.targets)

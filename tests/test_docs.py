@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from hub_fixtures import hub  # noqa: F401  (the fixture)
 from hubserver import HubServer
 from huggingface_hub import HfApi
-from tiny_llm import byte_tokenizer, tiny_llama
+from tiny_llm import byte_tokenizer, tiny_llama, word_tokenizer
 
 import l2v_hub
 from l2v_hub import Pack
@@ -83,6 +83,9 @@ def world(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     api = HfApi()
     vlm = tiny_models.build("qwen2_vl")
     vlm.save_pretrained(tmp_path / "vlm")
+    # A real VLM repo carries its tokenizer: patch() measures an uncalibrated pack's s_i with it,
+    # and `build --calibrate` answers problems with it. Its ids stay below the image tokens.
+    word_tokenizer(tiny_models.IMAGE).save_pretrained(tmp_path / "vlm")
     _upload(api, tmp_path / "vlm", TARGET)
     # As small as a Llama gets: the quick start's `l2v-hub build` runs it over all 288 pairs.
     llm, tokenizer = tiny_llama(hidden=48, layers=3, seed=1), byte_tokenizer(chat_template=True)

@@ -307,3 +307,37 @@ def steerers(model: torch.nn.Module) -> list:
 
     return [h for m in model.modules() for h in m._forward_hooks.values()
             if isinstance(h, BlockSteerer)]
+
+
+def write_v1_pack(pack: Pack, folder) -> None:
+    """A pack folder as l2v-hub 0.x wrote it: schema_version 1 and no scale (a relative push)."""
+    import json
+
+    pack.save_pretrained(folder)
+    meta = json.loads((folder / "pack.json").read_text())
+    meta["schema_version"] = 1
+    del meta["scale"]
+    (folder / "pack.json").write_text(json.dumps(meta))
+
+
+def test_a_v1_pack_loads_but_is_refused_with_the_way_to_convert_it(model: torch.nn.Module,
+                                                                  tmp_path) -> None:
+    write_v1_pack(tiny_pack(), tmp_path / "v1")
+    loaded = Pack.from_pretrained(tmp_path / "v1")
+    assert loaded.schema_version == 1 and loaded.scale is None
+    before = logits(model)
+    # Never applied with v2 meaning: the folder and the loaded Pack are both refused.
+    for pack in (tmp_path / "v1", loaded):
+        with pytest.raises(PackError, match=r"format v1.*l2v-hub calibrate PACK --model TARGET"):
+            l2v_hub.patch(model, pack, layers=STEERED, strength=0.5)
+        assert hook_count(model) == 0 and "generate" not in vars(model)
+        assert torch.equal(logits(model), before)
+
+
+def test_the_push_is_strength_times_the_stored_s_i(model: torch.nn.Module) -> None:
+    # Doubling every s_i is doubling the strength: lambda is in units of s_i.
+    with l2v_hub.patch(model, tiny_pack(scale=2.0), layers=STEERED, strength=0.25) as handle:
+        assert handle.scale_origin == "pack" and handle.scales.tolist() == [2.0] * LAYERS
+        doubled = logits(model)
+    with l2v_hub.patch(model, tiny_pack(scale=1.0), layers=STEERED, strength=0.5):
+        torch.testing.assert_close(logits(model), doubled, atol=1e-6, rtol=0)

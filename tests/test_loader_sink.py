@@ -135,7 +135,8 @@ def test_under_the_pack_defaults_the_sink_turns_under_1_degree(tokenizer, positi
     pack = handle.pack
     assert handle.strength == pack.defaults.strength and handle.layers == (STEERED,)
     p = (pack.defaults.strength * handle.scales[STEERED] * pack.directions[STEERED]).double()
-    assert len(recorder.raw) == 1 + NEW_TOKENS  # the prompt, then one cached token per step
+    # The prompt, then one cached token per step (the last new token is never fed back).
+    assert [r.shape[1] for r in recorder.raw[1:]] == [1] * (NEW_TOKENS - 1)
     prompt_len = recorder.raw[0].shape[1]
     ordinary_turns = []
     for f, (raw, steered) in enumerate(zip(recorder.raw, recorder.steered, strict=True)):

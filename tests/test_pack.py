@@ -333,3 +333,25 @@ def test_a_broken_calibration_is_refused_naming_the_field(
         Pack.from_pretrained(folder)
     for word in words:
         assert word in str(info.value), str(info.value)
+
+
+def test_a_calibration_must_come_with_the_s_i_it_measured(pack: Pack, tmp_path: Path) -> None:
+    record = calibration_record(pack)
+    with pytest.raises(PackError, match=r"'calibration' needs 'scale.values'"):
+        replace(pack, scale=Scale("cot_norm", None), calibration=record).validate()
+    with pytest.raises(PackError, match=r"'scale.measure' is 'token_spread'.*'cot_norm'"):
+        replace(pack, scale=Scale("token_spread", (1.0,) * 6), calibration=record).validate()
+    # Also when only pack.json says so: a hand-edited folder is refused on load.
+    folder = saved(replace(pack, scale=Scale("cot_norm", (1.0,) * 6), calibration=record), tmp_path)
+    edit_json(folder, lambda m: m["scale"].update(values=None))
+    with pytest.raises(PackError, match=r"needs 'scale\.values'"):
+        Pack.from_pretrained(folder)
+
+
+def test_a_hostile_key_is_escaped_in_the_one_line_error(pack: Pack, tmp_path: Path) -> None:
+    # Found by tests/test_reliability_hostile.py: a file name holding a newline split the message.
+    folder = saved(pack, tmp_path)
+    edit_json(folder, lambda m: m["files"].update({"a\nb\ud800": {"size": 1}}))
+    with pytest.raises(PackError) as info:
+        Pack.from_pretrained(folder)
+    assert "\n" not in str(info.value) and "files.a\\nb" in str(info.value)

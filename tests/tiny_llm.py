@@ -14,6 +14,7 @@ __all__ = [
     "CHAT_TEMPLATE",
     "REPO_CACHE",
     "byte_tokenizer",
+    "word_tokenizer",
     "tiny_llama",
     "tiny_qwen2_vl_config",
 ]
@@ -45,6 +46,24 @@ def byte_tokenizer(*, chat_template: bool = False, padding_side: str = "right") 
     if chat_template:
         tok.chat_template = CHAT_TEMPLATE
     return tok
+
+
+def word_tokenizer(size: int = 100) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer whose ids stay below ``size`` (a tiny VLM keeps its image tokens
+    above that): specials 0..5, then the most common English words; every other word is <unk>."""
+    words = ("the a an and of to in is are was it on at for with as by from that this be or not "
+             "one two three four five six seven eight nine ten how many what much each more than "
+             "then so if he she they his her tom anna has have buys costs dollars per hour minutes "
+             "total left old years price pays sells water tank boxes apples answer question step")
+    vocab = {tok: i for i, tok in enumerate([*SPECIALS, "<unk>"])}
+    for word in words.split():
+        if len(vocab) < size:
+            vocab.setdefault(word, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.add_special_tokens(SPECIALS)
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>",
+                                   eos_token="</s>", unk_token="<unk>")
 
 
 def tiny_llama(*, hidden: int = 32, layers: int = 4, seed: int = 0, vocab: int = 262) -> LlamaForCausalLM:

@@ -72,10 +72,20 @@ def _answer(model: Any, tokenizer: Any, question: Question, max_new_tokens: int)
     return Answer(text, tokens, lines, final, final is not None and abs(final - question.answer) < 1e-6)
 
 
-def _next_logits(model: Any, tokenizer: Any, question: Question) -> torch.Tensor:
+def _answer_logits(model: Any, tokenizer: Any, question: Question, answer: str) -> torch.Tensor:
+    """Next-token logits over the first 8 tokens of ``answer``, fed as text the model writes:
+    the prompt in one forward, the answer's tokens in a second one on its cache (so a patch that
+    steers generated tokens steers them)."""
     inputs = tokenizer(prompt(question), return_tensors="pt")
+    written = tokenizer(" " + answer, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :8]
     with torch.inference_mode():
-        return model(**inputs).logits[0, -1].float()
+        first = model(**inputs, use_cache=True)
+        if written.shape[1] == 0:
+            return first.logits[0, -1:].float()
+        name = "cache" if "cache" in first else "past_key_values"
+        mask = torch.ones(1, inputs["input_ids"].shape[1] + written.shape[1], dtype=torch.long)
+        rest = model(input_ids=written, attention_mask=mask, use_cache=True, **{name: first[name]})
+    return torch.cat([first.logits[0, -1:], rest.logits[0]]).float()
 
 
 def answer_questions(
@@ -83,14 +93,16 @@ def answer_questions(
 ) -> dict[str, Any]:
     """Each question answered greedily without, then with, ``l2v_hub.patch(model)``.
 
-    Also the largest change the patch makes to the next-token logits of each prompt.
+    Also the largest change the patch makes to the next-token logits over the first 8 tokens of
+    the unpatched answer (read as text the model writes, so every positions policy acts there).
     """
     rows = []
     for q in questions:
-        plain, plain_logits = _answer(model, tokenizer, q, max_new_tokens), _next_logits(model, tokenizer, q)
+        plain = _answer(model, tokenizer, q, max_new_tokens)
+        plain_logits = _answer_logits(model, tokenizer, q, plain.text)
         with l2v_hub.patch(model) as handle:  # the pack is resolved by the model's id
             steered = _answer(model, tokenizer, q, max_new_tokens)
-            steered_logits = _next_logits(model, tokenizer, q)
+            steered_logits = _answer_logits(model, tokenizer, q, plain.text)
             pack = handle.pack
         rows.append({
             "question": asdict(q),

@@ -112,7 +112,7 @@ def print_answers(answers: list[dict[str, Any]]) -> None:
             print(_side_by_side("WITHOUT the pack", "WITH l2v_hub.patch(model)"))
             print(_side_by_side(" ".join(row["plain"]["text"].split()), " ".join(row["patched"]["text"].split())))
             print(_side_by_side(_verdict(row["plain"]), _verdict(row["patched"])))
-            print(f"      largest change of a next-token logit at the prompt: {row['max_logit_change']:.4f}")
+            print(f"      largest change of a next-token logit over the first answer tokens: {row['max_logit_change']:.4f}")
             for side in totals:
                 a = row[side]
                 totals[side] = [totals[side][0] + a["tokens"], totals[side][1] + a["lines"],

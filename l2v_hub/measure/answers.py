@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .problems import Problem
 
@@ -80,6 +81,18 @@ def prompt_ids(tokenizer: Any, question: str) -> list[int]:
     return list(tokenizer(f"Question: {question}\nAnswer:")["input_ids"])
 
 
+class _StopAt(StoppingCriteria):
+    """Ends a row once its generated text holds ``text`` (transformers' own ``stop_strings``
+    fails on word-level tokenizers). Decodes only each row's last 16 new tokens per step."""
+
+    def __init__(self, tokenizer: Any, text: str, start: int) -> None:
+        self.tokenizer, self.text, self.start = tokenizer, text, start
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        tails = self.tokenizer.batch_decode(input_ids[:, max(self.start, input_ids.shape[1] - 16):])
+        return torch.tensor([self.text in t for t in tails], device=input_ids.device)
+
+
 def _eos_ids(model: Any, tok: Any) -> set[int]:
     eos = model.generation_config.eos_token_id
     ids = list(eos) if isinstance(eos, list | tuple) else [eos]
@@ -96,7 +109,6 @@ def answer_problems(model: Any, tokenizer: Any, problems: list[Problem], max_new
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     device = next(p.device for p in model.parameters())
     eos = _eos_ids(model, tokenizer)
-    stop = {} if chat else {"stop_strings": [_STOP], "tokenizer": tokenizer}
     out: list[Answer | None] = [None] * len(problems)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
@@ -106,6 +118,7 @@ def answer_problems(model: Any, tokenizer: Any, problems: list[Problem], max_new
         for row, i in enumerate(chunk):
             ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
             mask[row, width - len(prompts[i]):] = 1
+        stop = {} if chat else {"stopping_criteria": StoppingCriteriaList([_StopAt(tokenizer, _STOP, width)])}
         gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                              max_new_tokens=max_new_tokens, pad_token_id=pad, **stop)
         for row, i in zip(gen[:, width:].tolist(), chunk, strict=True):

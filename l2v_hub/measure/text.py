@@ -23,6 +23,11 @@ def perplexity(model: Any, tokenizer: Any, text: str) -> float:
     """
     device = next(p.device for p in model.parameters())
     ids = torch.tensor([tokenizer(text)["input_ids"]], device=device)
+    # Qwen2-VL and its kin keep the M-RoPE offsets of the last generate call on the module and
+    # apply them to the next cached forward: stale (and of another batch size) for a new text.
+    for module in model.modules():
+        if getattr(module, "rope_deltas", None) is not None:
+            module.rope_deltas = None
     first = model(input_ids=ids[:, :1], attention_mask=torch.ones_like(ids[:, :1]), use_cache=True)
     # transformers 5.x names the cache `cache`; 4.x `past_key_values`.
     name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
