@@ -220,13 +220,15 @@ def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool)
         warnings.warn(message + "; pass strict=True to refuse such a pack", stacklevel=3)
 
 
-def _resolve_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str | None) -> Pack:
+def _resolve_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str | None,
+                  allow_discovery: bool | None = None) -> Pack:
     """The one place a ``pack`` argument becomes a Pack: a Pack, a local folder, a Hub reference
-    ``org/name[@revision]``, or (``None``) the pack the registries name for the model's id."""
+    ``org/name[@revision]``, or (``None``) the pack the registries name for the model's id (or,
+    with ``allow_discovery``, the one Hub discovery finds)."""
     if isinstance(pack, Pack):
         return pack.validate()
     if pack is None:
-        return resolve_pack(model, model_id=model_id)
+        return resolve_pack(model, model_id=model_id, allow_discovery=allow_discovery)
     if not isinstance(pack, str | os.PathLike):
         raise L2VHubError(f"pack must be a Pack, a pack folder, 'org/name[@revision]' or None, "
                           f"got {type(pack).__name__}")
@@ -256,17 +258,20 @@ def patch(
     model_id: str | None = None,
     strict: bool = False,
     layers_path: str | None = None,
+    allow_discovery: bool | None = None,
 ) -> Patch:
     """Steer ``model`` with ``pack``; anything not given comes from the pack's defaults and hook.
 
     Raises ``IncompatiblePackError`` when the pack's target dimensions differ from the model's
     text config (or, with ``strict=True``, its model id), ``PackError`` for a broken pack and
-    ``L2VHubError`` for bad arguments; in every case before the model is touched.
+    ``L2VHubError`` for bad arguments; in every case before the model is touched. With no
+    ``pack``, only a registry's pack is applied unless ``allow_discovery`` (default
+    ``$L2V_HUB_ALLOW_DISCOVERY``) lets an unreviewed pack found on the Hub be applied.
     See docs/loader.md for the exact semantics of ``op`` and ``positions``.
     """
     if not isinstance(model, nn.Module):
         raise L2VHubError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    resolved = _resolve_pack(pack, model, model_id)
+    resolved = _resolve_pack(pack, model, model_id, allow_discovery)
     _check_fit(model, resolved, model_id, strict)
     num_layers = resolved.target.num_layers
     chosen = _check_layers(resolved.defaults.layers if layers is None else layers, num_layers)
