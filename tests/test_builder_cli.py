@@ -67,7 +67,7 @@ def test_build_refuses_to_overwrite_and_to_record_paths(folders: dict[str, Path]
     args = ["build", "--llm", str(folders["llm"]), "--target", str(folders["vlm"]), "--target-id", "org/v",
             "--out", str(tmp_path / "q"), "--quiet"]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 1 and "--llm-id" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "--llm-id" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "q").exists()
 
 
