@@ -86,6 +86,26 @@ def test_build_usage_errors_are_exit_2(folders: dict[str, Path], tmp_path: Path)
     assert CliRunner().invoke(main, ["build", "--help"]).exit_code == 0
 
 
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--layers", "9", "has blocks 0..5"),  # the target has 6 blocks
+    ("--keep", "999", "has 17 frequency bins"),  # the source is 32 wide
+    ("--version", "banana", "semantic version"),
+])
+def test_values_that_do_not_fit_the_models_are_usage_errors_before_the_llm_loads(
+    folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str,
+    value: str, message: str,
+) -> None:
+    import l2v_hub.builder as builder
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the LLM was loaded before the arguments were checked")
+
+    monkeypatch.setattr(builder, "load_llm", no_loading)
+    result = _build(folders, tmp_path / "p", option, value)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "p").exists()
+
+
 def test_inspect_plot_draws_a_png(folders: dict[str, Path], tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="the 'plot' extra is part of the test extra")
     assert _build(folders, tmp_path / "p").exit_code == 0

@@ -144,9 +144,11 @@ def test_discovery_lists_but_does_not_apply_an_unknown_uploaders_pack_without_op
     with pytest.raises(PackNotFoundError, match="NOT applied"):
         resolve_pack(TARGET)
 
-    with caplog.at_level(logging.WARNING, logger="l2v_hub"):  # opted in, per call
-        with l2v_hub.patch(model, allow_discovery=True) as handle:
-            assert handle.pack.directions.equal(random_pack(seed=9).directions)
+    with (
+        caplog.at_level(logging.WARNING, logger="l2v_hub"),
+        l2v_hub.patch(model, allow_discovery=True) as handle,  # opted in, per call
+    ):
+        assert handle.pack.directions.equal(random_pack(seed=9).directions)
     warning = [r for r in caplog.records if r.levelno == logging.WARNING and "discovery" in r.message]
     assert warning and "stranger/popular-pack@v9.0.0" in warning[0].message
     assert "NOT in a registry" in warning[0].message

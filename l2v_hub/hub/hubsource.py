@@ -50,6 +50,7 @@ class HubSource(PackSource):
         self.token = token
         self.api = HfApi(token=token, library_name=LIBRARY_NAME, library_version=__version__)
         self._fell_back: str | None = None  # why the cache stood in for the Hub, for messages
+        self._refetched = False  # a damaged cached file was downloaded again
         retry.bound_requests()
 
     @property
@@ -105,6 +106,7 @@ class HubSource(PackSource):
             raise PackError(f"{damaged}: it is damaged; delete {local} and pull again with the "
                             "Hub reachable (HF_HUB_OFFLINE=1 is set)")
         log.warning("%s; downloading it again from %s", damaged, self.where)
+        self._refetched = True
         try:
             path = self._file(repo_id, name, revision, force=True)
         except HubError as exc:
@@ -163,7 +165,8 @@ class HubSource(PackSource):
             return f"{cache}; HF_HUB_OFFLINE=1)"
         if self._fell_back:
             return f"{cache}; {self._fell_back})"
-        return f"{cache}; release checked on {self.where})" if cached else self.where
+        fresh = not cached or self._refetched
+        return self.where if fresh else f"{cache}; release checked on {self.where})"
 
     def _lfs_digests(self, repo_id: str, commit: str) -> dict[str, str]:
         tree = self._call(

@@ -29,7 +29,7 @@ def record_path(where: str, release: Release) -> Path:
     ``where`` (one folder per source: two Hubs may both have a repo of that name)."""
     from huggingface_hub import constants
 
-    readable = re.sub(r"[^A-Za-z0-9.]+", "-", where.removeprefix("the ")).strip("-")[:60]
+    readable = re.sub(r"[^A-Za-z0-9.]+", "-", where.removeprefix("the ")).strip("-")[-60:]  # the tail tells stores apart
     source = f"{readable}-{hashlib.sha1(where.encode()).hexdigest()[:8]}"
     repo = release.repo_id.replace("/", "--")
     return Path(constants.HF_HOME) / "l2v-hub" / "tags" / source / repo / release.tag
