@@ -1,23 +1,31 @@
-"""The few named exceptions l2v-hub raises.
+"""The few named exceptions l2v-hub raises, and ``clip`` for one-line messages.
 
 Every error a user can act on is one of these; each message names the thing at fault and what was
-expected.
+expected. Errors about an argument the caller passed are ``ValueError``s too (``ArgumentError``,
+``PackError``, ...), so ordinary ``except ValueError`` code catches them; I/O and Hub failures
+(``HubError``) are not.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentError",
     "BuildError",
     "HubError",
     "IncompatiblePackError",
     "L2VHubError",
     "PackError",
     "PackNotFoundError",
+    "clip",
 ]
 
 
 class L2VHubError(Exception):
     """Base class of every l2v-hub error."""
+
+
+class ArgumentError(L2VHubError, ValueError):
+    """An argument was refused before any work: names the argument, the value and what is expected."""
 
 
 class PackError(L2VHubError, ValueError):
@@ -38,3 +46,18 @@ class PackNotFoundError(HubError, LookupError):
 
 class BuildError(L2VHubError, ValueError):
     """Bad input to the builder: malformed pairs, an unreadable target config, an unknown model."""
+
+
+def clip(text: object, width: int = 240) -> str:
+    """The first line of ``text``, cut at a word boundary to at most ``width`` characters.
+
+    Messages quote other libraries' errors; a cut mid-word ("a token having permissi") reads
+    like a bug, so a long line ends at the last space before ``width``, marked with an ellipsis.
+    """
+    lines = str(text).strip().splitlines()
+    line = lines[0].rstrip() if lines else ""
+    if len(line) <= width:
+        return line
+    cut = line[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip(" ,;:") + "…"

@@ -12,16 +12,17 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from ._hubhook import hub_backend  # not l2v_hub.hub: that imports this module (see _hubhook.py)
 from ._version import __version__
 from .calibration_record import Calibration, parse_calibration
 from .card import render_card
@@ -37,9 +38,6 @@ from .metadata import (
     parse_metadata,
     to_json_dict,
 )
-
-if TYPE_CHECKING:
-    from .hub.source import Release
 
 __all__ = ["DIRECTIONS_FILE", "METADATA_FILE", "STATS_FILE", "Pack", "PathLike"]
 
@@ -185,15 +183,15 @@ class Pack:
     def push_to_hub(
         self, repo_id: str, *, version: str | None = None, private: bool = False,
         token: str | None = None, create_pr: bool = False,
-    ) -> Release:
+    ) -> Any:
         """Publish this pack to the Hub as ``v{version}`` (default: its own version), in one commit.
 
-        Versions are immutable: another content under a published version raises ``HubError``.
-        See ``l2v_hub.hub.publish``.
+        Returns the ``l2v_hub.hub.Release``. Versions are immutable: another content under a
+        published version raises ``HubError``. See ``l2v_hub.hub.publish``.
         """
-        from .hub import publish  # the Hub client is loaded only by those who publish or pull
-
-        return publish(self, repo_id, version=version, private=private, token=token, create_pr=create_pr)
+        return hub_backend().publish(
+            self, repo_id, version=version, private=private, token=token, create_pr=create_pr
+        )
 
     @classmethod
     def from_pretrained(cls, path: PathLike, *, revision: str | None = None, token: str | None = None) -> Pack:
@@ -204,9 +202,7 @@ class Pack:
         """
         folder = Path(path)
         if not folder.is_dir() and _is_repo_id(os.fspath(path)):
-            from .hub import pull
-
-            return pull(os.fspath(path), revision, token=token).pack
+            return hub_backend().pull(os.fspath(path), revision, token=token)
         if revision is not None:
             raise PackError(f"revision={revision!r} applies to Hub repos, and '{folder}' is a local folder")
         if not folder.is_dir():
@@ -252,7 +248,10 @@ def _dump_json(value: Any) -> bytes:
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    # os.open with 0o666 lets the umask decide the mode, as for any other tool (mkstemp's 0600
+    # made packs in a shared store unreadable to the other users).
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

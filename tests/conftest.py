@@ -63,6 +63,13 @@ def calibration_record(pack: Pack, model_id: str = "tiny/vlm") -> Calibration:
     )
 
 
+@pytest.fixture(autouse=True)
+def _own_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the real ~/.config/l2v-hub/registry.json, nor inherits an opt-in."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.delenv("L2V_HUB_ALLOW_DISCOVERY", raising=False)
+
+
 @pytest.fixture
 def pack() -> Pack:
     return random_pack()

@@ -67,7 +67,7 @@ def test_build_refuses_to_overwrite_and_to_record_paths(folders: dict[str, Path]
     args = ["build", "--llm", str(folders["llm"]), "--target", str(folders["vlm"]), "--target-id", "org/v",
             "--out", str(tmp_path / "q"), "--quiet"]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 1 and "--llm-id" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "--llm-id" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "q").exists()
 
 
@@ -84,6 +84,26 @@ def test_build_usage_errors_are_exit_2(folders: dict[str, Path], tmp_path: Path)
     assert _build(folders, tmp_path / "p", "--extraction", "lda").exit_code == 2
     assert _build(folders, tmp_path / "p", "--layers", "a,b").exit_code == 2
     assert CliRunner().invoke(main, ["build", "--help"]).exit_code == 0
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--layers", "9", "has blocks 0..5"),  # the target has 6 blocks
+    ("--keep", "999", "has 17 frequency bins"),  # the source is 32 wide
+    ("--version", "banana", "semantic version"),
+])
+def test_values_that_do_not_fit_the_models_are_usage_errors_before_the_llm_loads(
+    folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str,
+    value: str, message: str,
+) -> None:
+    import l2v_hub.builder as builder
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the LLM was loaded before the arguments were checked")
+
+    monkeypatch.setattr(builder, "load_llm", no_loading)
+    result = _build(folders, tmp_path / "p", option, value)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "p").exists()
 
 
 def test_inspect_plot_draws_a_png(folders: dict[str, Path], tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_bad_references_are_one_line_failures(tmp_path: Path, hf_offline: Path) 
     code, out = run("pull", "org/none", "--store", str(tmp_path))
     assert code == 1 and out.count("\n") == 1 and "no pack repo 'org/none'" in out
     code, out = run("pull", "not-a-ref", "--store", str(tmp_path))
-    assert code == 1 and "expected org/name[@revision]" in out
+    assert code == 2 and "expected org/name[@revision]" in out
     assert run("pull")[0] == 2 and run("publish", str(tmp_path / "missing"))[0] == 2
 
 

@@ -10,7 +10,7 @@ from conftest import random_pack
 from hubserver import HubServer
 from huggingface_hub import HfApi
 
-from l2v_hub.errors import HubError, PackError
+from l2v_hub.errors import ArgumentError, HubError, PackError
 from l2v_hub.hub import publish, pull, retry, suggest_repo_name
 
 REPO = "l2v-test/tiny-pack"
@@ -95,7 +95,7 @@ def test_an_invalid_pack_or_repo_id_is_refused_before_any_request(
     (folder / "directions.safetensors").write_bytes(b"garbage")
     with pytest.raises(PackError, match=r"directions\.safetensors"):
         publish(folder, REPO)
-    with pytest.raises(HubError, match="must be 'org/name'"):
+    with pytest.raises(ArgumentError, match="must be 'org/name'"):
         publish(random_pack(), "no-namespace")
     assert sum(hub.counts.values()) == 0
 

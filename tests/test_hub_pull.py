@@ -12,7 +12,7 @@ from hubserver import HubServer
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from l2v_hub import Pack
-from l2v_hub.errors import PackError, PackNotFoundError
+from l2v_hub.errors import ArgumentError, PackError, PackNotFoundError
 from l2v_hub.hub import parse_ref, publish, pull
 
 REPO = "l2v-test/tiny-pack"
@@ -55,8 +55,9 @@ def test_main_is_never_the_default(hub: HubServer) -> None:
     publish(random_pack(), REPO)
     HfApi().upload_file(path_or_fileobj=b"{}", path_in_repo="pack.json", repo_id=REPO)
     assert pull(REPO).release.version == "1.0.0"
-    with pytest.raises(PackNotFoundError, match="neither a version tag"):
+    with pytest.raises(ArgumentError, match="neither a version tag") as info:
         pull(REPO, "main")
+    assert isinstance(info.value, ValueError)  # an argument error: `except ValueError` catches it
 
 
 def test_a_file_altered_on_the_server_is_refused_naming_it(hub: HubServer) -> None:
@@ -143,8 +144,10 @@ def test_a_second_pull_with_the_server_stopped_is_served_from_the_cache(hub: Hub
 def test_parse_ref() -> None:
     assert parse_ref("org/name") == ("org/name", None)
     assert parse_ref("org/name@v1.2.0") == ("org/name", "v1.2.0")
-    with pytest.raises(PackNotFoundError, match="org/name"):
+    with pytest.raises(ValueError, match="org/name"):
         parse_ref("name-only")
+    with pytest.raises(ArgumentError, match="'banana' of 'org/name' is neither"):
+        parse_ref("org/name@banana")
 
 
 def test_a_malformed_pack_json_is_a_pack_error_before_any_other_download(

@@ -125,14 +125,39 @@ def test_then_the_curated_index_refreshed_from_the_hub(three_packs: dict) -> Non
     assert found.found_in == "curated index (Hub dataset l2v-test/registry)"
 
 
-def test_then_discovery_with_a_warning_that_it_is_not_curated(
+def test_discovery_lists_but_does_not_apply_an_unknown_uploaders_pack_without_opt_in(
     three_packs: dict, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    import l2v_hub
+
     monkeypatch.setenv("L2V_HUB_INDEX_REPO", "l2v-test/no-such-index")  # -> the empty shipped copy
-    with caplog.at_level(logging.WARNING, logger="l2v_hub"):
-        pack = resolve_pack(tiny_vlm(TARGET))
-    assert pack == three_packs["found"].with_version("3.0.0")  # the newest version of all repos
-    assert "NOT in the curated index" in caplog.text and "l2v-test/found" in caplog.text
+    monkeypatch.delenv("L2V_HUB_ALLOW_DISCOVERY", raising=False)
+    publish(random_pack(seed=9, target_id=TARGET, version="9.0.0"), "stranger/popular-pack")
+    model = tiny_vlm(TARGET)
+    with pytest.raises(PackNotFoundError) as info:
+        l2v_hub.patch(model)
+    message = str(info.value)
+    assert "found stranger/popular-pack@v9.0.0, l2v-test/found@v3.0.0" in message
+    assert "NOT applied" in message and "allow_discovery=True" in message
+    assert not any(m._forward_hooks for m in model.modules())
+    monkeypatch.setenv("L2V_HUB_ALLOW_DISCOVERY", "0")
+    with pytest.raises(PackNotFoundError, match="NOT applied"):
+        resolve_pack(TARGET)
+
+    with (
+        caplog.at_level(logging.WARNING, logger="l2v_hub"),
+        l2v_hub.patch(model, allow_discovery=True) as handle,  # opted in, per call
+    ):
+        assert handle.pack.directions.equal(random_pack(seed=9).directions)
+    warning = [r for r in caplog.records if r.levelno == logging.WARNING and "discovery" in r.message]
+    assert warning and "stranger/popular-pack@v9.0.0" in warning[0].message
+    assert "NOT in a registry" in warning[0].message
+    monkeypatch.setenv("L2V_HUB_ALLOW_DISCOVERY", "1")  # opted in, per environment
+    found = find_pack(TARGET)
+    assert found.pulled.release.repo_id == "stranger/popular-pack"
+    assert found.found_in.startswith("discovery on the Hub at")
+    with pytest.raises(PackNotFoundError, match="NOT applied"):  # a call may still say no
+        resolve_pack(TARGET, allow_discovery=False)
 
 
 def test_a_registry_entry_with_a_wrong_commit_or_hash_is_refused(
@@ -154,7 +179,7 @@ def test_nothing_found_says_where_it_looked_and_lists_the_closest_packs(three_pa
     with pytest.raises(PackNotFoundError) as info:
         resolve_pack(tiny_vlm("other/vlm"))
     message = str(info.value)
-    assert "no l2v-hub pack for other/vlm" in message
+    assert "no registered l2v-hub pack for other/vlm" in message
     assert (
         "user registry: none" in message
         and "curated index (Hub dataset l2v-test/registry): no entry" in message
@@ -170,7 +195,7 @@ def test_a_store_resolves_with_no_network(hf_offline: Path, tmp_path: Path) -> N
     store = tmp_path / "store"
     pack = random_pack(target_id=TARGET)
     release = publish(pack, "org/pack", store=store)
-    assert resolve_pack(TARGET, store=store) == pack  # discovery in the store
+    assert resolve_pack(TARGET, store=store, allow_discovery=True) == pack  # discovery, allowed
     pulled = pull("org/pack", store=store)
     registry = write(
         tmp_path / "mine.json",

@@ -10,7 +10,7 @@ import pytest
 from conftest import random_pack
 
 from l2v_hub import Pack
-from l2v_hub.errors import HubError, PackError, PackNotFoundError
+from l2v_hub.errors import ArgumentError, HubError, PackError, PackNotFoundError
 from l2v_hub.hub import Store, publish, pull
 
 PACK_FILES = ["README.md", "directions.safetensors", "pack.json", "stats.json"]
@@ -85,7 +85,7 @@ def test_missing_repo_version_and_commit_name_what_was_asked(tmp_path: Path) -> 
         pull("org/tiny", "v9.0.0", store=store)
     with pytest.raises(PackNotFoundError, match=r"no revision 'f{40}'"):
         pull("org/tiny", "f" * 40, store=store)
-    with pytest.raises(PackNotFoundError, match="neither a version tag"):
+    with pytest.raises(ArgumentError, match="neither a version tag"):
         pull("org/tiny", "main", store=store)
 
 
@@ -109,9 +109,9 @@ def test_discover_finds_repos_by_target_model(tmp_path: Path) -> None:
 
 
 def test_a_store_refuses_pull_requests_and_bare_names(tmp_path: Path) -> None:
-    with pytest.raises(HubError, match="no pull requests"):
+    with pytest.raises(ArgumentError, match="no pull requests"):
         publish(random_pack(), "org/tiny", store=tmp_path / "s", create_pr=True)
-    with pytest.raises(HubError, match="org/name"):
+    with pytest.raises(ArgumentError, match="org/name"):
         Store(tmp_path / "s").versions("tiny")
 
 

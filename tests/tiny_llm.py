@@ -14,9 +14,9 @@ __all__ = [
     "CHAT_TEMPLATE",
     "REPO_CACHE",
     "byte_tokenizer",
-    "word_tokenizer",
     "tiny_llama",
     "tiny_qwen2_vl_config",
+    "word_tokenizer",
 ]
 
 # Dequantized GGUF copies live in the repository's gitignored .cache/, shared by test runs.

@@ -11,6 +11,7 @@ import click
 
 from ..errors import BuildError
 from .calibrate_cmd import calibration_options, run_calibration, summary
+from .common import model_id_arg, version_arg
 
 __all__ = ["build"]
 
@@ -19,9 +20,46 @@ def _layers(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
     if value is None:
         return None
     try:
-        return tuple(int(part) for part in value.split(",") if part.strip())
+        layers = tuple(int(part) for part in value.split(",") if part.strip())
     except ValueError:
         raise click.BadParameter(f"expected comma-separated block indices like 12,13,14, got {value!r}") from None
+    if not layers or min(layers) < 0:
+        raise click.BadParameter(f"expected block indices >= 0 like 12,13,14, got {value!r}")
+    return layers
+
+
+def _pairs(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if value in ("builtin", "prompt-contrast") or Path(value).is_file():
+        return value
+    raise click.BadParameter(f"expected builtin, prompt-contrast or an existing .jsonl file; no file {value!r}")
+
+
+def _check_fit(options: dict[str, Any], target: Any) -> None:
+    """--layers against the target's depth, --keep against the source's width (its config only),
+    before the LLM is loaded: a bad value fails in a second, as a usage error."""
+    layers = options["layers"]
+    if layers and max(layers) >= target.num_layers:
+        raise click.BadParameter(
+            f"{target.model_id} has blocks 0..{target.num_layers - 1}, got {list(layers)}", param_hint="'--layers'"
+        )
+    keep = options["keep"]
+    if keep is None or options["gguf_file"] or str(options["llm"]).endswith(".gguf"):
+        return  # a GGUF file's width is known once it is read; build_pack checks it then
+    from transformers import AutoConfig
+
+    from ..spectral import num_bins
+
+    try:
+        config = AutoConfig.from_pretrained(options["llm"], revision=options["revision"],
+                                            trust_remote_code=options["trust_remote_code"])
+        hidden = config.get_text_config().hidden_size
+    except Exception:  # unreadable here: load_llm reports it with its own message
+        return
+    if isinstance(hidden, int) and keep > num_bins(hidden):
+        raise click.BadParameter(
+            f"the source has {num_bins(hidden)} frequency bins (hidden size {hidden}), got {keep}",
+            param_hint="'--keep'",
+        )
 
 
 def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
@@ -47,13 +85,13 @@ def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
 
 @click.command()
 @click.option("--llm", "llm", required=True, help="Source LLM: Hub id, local folder or .gguf file.")
-@click.option("--llm-id", help="Hub id to record for a local --llm (a pack never records a path).")
+@click.option("--llm-id", callback=model_id_arg, help="Hub id to record for a local --llm (a pack never records a path).")
 @click.option("--gguf-file", help="GGUF file name inside --llm (a Hub repo or folder).")
 @click.option("--revision", help="Revision (branch, tag or commit) of a Hub --llm.")
 @click.option("--target", required=True, help="Target VLM: Hub id or local folder; only its config is read, unless --calibrate.")
-@click.option("--target-id", help="Hub id to record for a local --target folder.")
+@click.option("--target-id", callback=model_id_arg, help="Hub id to record for a local --target folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Pack folder to write.")
-@click.option("--pairs", default="builtin", show_default=True, help="builtin, prompt-contrast, or a FILE.jsonl of {problem, cot, direct}.")
+@click.option("--pairs", default="builtin", show_default=True, callback=_pairs, help="builtin, prompt-contrast, or a FILE.jsonl of {problem, cot, direct}.")
 @click.option("--generate", is_flag=True, help="Let the LLM write both answers to each problem.")
 @click.option("--extraction", type=click.Choice(["mean-diff", "pca"]), default="mean-diff", show_default=True)
 @click.option("--keep", type=click.IntRange(min=1), help="Low-pass bins of the source spectrum [default: 11.2% of them].")
@@ -67,7 +105,7 @@ def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
 @click.option("--trust-remote-code", is_flag=True, help="Run the model repo's own code (off unless given).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--name", help="Pack name [default: l2v-cot-<source>-for-<target>].")
-@click.option("--version", "version", default="0.1.0", show_default=True, help="Pack version (semver).")
+@click.option("--version", "version", default="0.1.0", show_default=True, callback=version_arg, help="Pack version (semver).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Cache of dequantized GGUF models [default: $L2V_HUB_CACHE or ~/.cache/l2v_hub].")
 @click.option("--overwrite", is_flag=True, help="Replace a pack already at --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -87,9 +125,14 @@ def build(**options: Any) -> None:
         hf_logging.disable_progress_bar()  # transformers' own "Loading weights" bars
     # Both ids and the target's config are checked before the LLM loads: a typo fails in a
     # second, not after minutes of loading.
-    source_id = resolve_model_id(options["llm"], options["llm_id"], "llm")
+    try:
+        source_id = resolve_model_id(options["llm"], options["llm_id"], "llm")
+        resolve_model_id(options["target"], options["target_id"], "target")
+    except BuildError as exc:  # a local path with no id to record: the arguments are at fault
+        raise click.UsageError(str(exc)) from None
     target = read_target(options["target"], model_id=options["target_id"],
                          trust_remote_code=options["trust_remote_code"])
+    _check_fit(options, target)
     model, tokenizer = load_llm(
         options["llm"], gguf_file=options["gguf_file"], device=options["device"],
         dtype=options["dtype"], device_map=options["device_map"],

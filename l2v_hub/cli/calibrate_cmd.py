@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import L2VHubError
+from .common import model_id_arg, pack_ref_arg, version_arg
 
 __all__ = ["calibrate", "calibration_options", "run_calibration"]
 
@@ -24,6 +25,11 @@ def _strengths(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     if not grid or grid[0] <= 0 or any(b <= a for a, b in itertools.pairwise(grid)):
         raise click.BadParameter(f"expected ascending positive numbers like 0.25,0.5,1, got {value!r}")
     return grid
+
+
+def _pack(ctx: click.Context, param: click.Parameter, value: str) -> str | tuple[str, str | None]:
+    """A pack folder, else a Hub reference ``org/name[@revision]`` (checked before any work)."""
+    return value if Path(value).is_dir() else pack_ref_arg(ctx, param, value)  # type: ignore[return-value]
 
 
 def calibration_options(f: Any) -> Any:
@@ -64,12 +70,12 @@ def summary(pack: Any) -> dict[str, Any]:
 
 
 @click.command()
-@click.argument("pack_ref", metavar="PACK")
+@click.argument("pack_ref", metavar="PACK", callback=_pack)
 @click.option("--model", "model_path", required=True, help="Target model: Hub id, local folder or .gguf file (its weights are loaded).")
-@click.option("--model-id", help="Hub id to record for a local --model.")
+@click.option("--model-id", callback=model_id_arg, help="Hub id to record for a local --model.")
 @click.option("--gguf-file", help="GGUF file name inside --model.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the calibrated version.")
-@click.option("--version", "version", help="Version of the calibrated pack [default: the next minor version].")
+@click.option("--version", "version", callback=version_arg, help="Version of the calibrated pack [default: the next minor version].")
 @calibration_options
 @click.option("--device", help="Device for the model, e.g. cpu, cuda.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Model dtype.")
@@ -77,7 +83,7 @@ def summary(pack: Any) -> dict[str, Any]:
 @click.option("--overwrite", is_flag=True, help="Replace a pack already at --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was measured and decided as JSON.")
-def calibrate(pack_ref: str, model_path: str, **options: Any) -> None:
+def calibrate(pack_ref: str | tuple[str, str | None], model_path: str, **options: Any) -> None:
     """Measure PACK (a folder or org/name[@revision]) on its target --model and write a new,
     calibrated version to --out: s_i, the default strength (the largest whose neutral-text
     perplexity stays within --budget), the positions policy, and the random control beside it.
@@ -88,15 +94,16 @@ def calibrate(pack_ref: str, model_path: str, **options: Any) -> None:
     out: Path = options["out"]
     if out.exists() and any(out.iterdir()) and not options["overwrite"]:
         raise L2VHubError(f"--out '{out}' exists and is not empty; pass --overwrite to replace it")
-    if Path(pack_ref).is_dir():
+    if isinstance(pack_ref, str):
         pack = Pack.from_pretrained(pack_ref)
     else:
-        from ..hub import parse_ref, pull
+        from ..hub import pull
 
-        pack = pull(*parse_ref(pack_ref)).pack
+        pack = pull(*pack_ref).pack
     model, tokenizer = load_model(model_path, gguf_file=options["gguf_file"], device=options["device"],
                                   dtype=options["dtype"], cache_dir=options["cache_dir"])
-    new = run_calibration(pack, model, tokenizer, options, options["model_id"], options["version"])
+    version = options["version"].removeprefix("v") if options["version"] else None
+    new = run_calibration(pack, model, tokenizer, options, options["model_id"], version)
     new.save_pretrained(out)
     if options["as_json"]:
         click.echo(json.dumps({"path": str(out), **summary(new)}, indent=2))

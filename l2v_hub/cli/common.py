@@ -1,4 +1,5 @@
-"""What the Hub commands share: the ``--store`` and ``--json`` options, and printing rows."""
+"""What the commands share: the ``--store`` and ``--json`` options, argument checks that turn a
+bad value into a usage error (exit 2) before any work, and printing rows."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 
 import click
 
-__all__ = ["echo_rows", "json_option", "store_option"]
+from ..errors import PackError
+from ..metadata import _SEMVER, check_model_id
+
+__all__ = ["echo_rows", "json_option", "model_id_arg", "pack_ref_arg", "store_option", "version_arg"]
 
 store_option = click.option(
     "--store",
@@ -21,6 +25,37 @@ store_option = click.option(
 def json_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--json``: print ``what`` as JSON instead of text."""
     return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
+
+
+def model_id_arg(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A Hub id ``org/name`` (click callback)."""
+    if value is None:
+        return None
+    try:
+        return check_model_id(value)
+    except PackError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def pack_ref_arg(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[str, str | None] | None:
+    """``org/name[@revision]`` as ``(repo_id, revision)`` (click callback)."""
+    from ..hub import parse_ref  # the Hub client loads only for the commands that use it
+
+    if value is None:
+        return None
+    try:
+        return parse_ref(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def version_arg(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A semantic version ``1.2.0`` (a leading ``v`` is accepted)."""
+    if value is not None and not _SEMVER.match(value.removeprefix("v")):
+        raise click.BadParameter(f"expected a semantic version like 1.2.0, got {value!r}")
+    return value
 
 
 def echo_rows(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..card import calibration_lines
-from ..pack import Pack
+from ..pack import METADATA_FILE, Pack, _is_repo_id
 
 __all__ = ["inspect"]
 
@@ -41,22 +42,43 @@ def _summary(pack: Pack) -> str:
     )
 
 
+def _path_or_ref(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if Path(value).is_dir() or _is_repo_id(value.partition("@")[0]):
+        return value
+    raise click.BadParameter(f"no pack folder at {value!r}, and it is not a Hub reference org/name[@revision]")
+
+
+def _load(path: str) -> tuple[Pack, dict[str, Any]]:
+    """The verified pack and its pack.json (``files`` included), from a folder or the Hub."""
+    if Path(path).is_dir():
+        folder = Path(path)
+        pack = Pack.from_pretrained(folder)
+    else:
+        from ..hub import parse_ref, pull
+
+        pulled = pull(*parse_ref(path))
+        pack, folder = pulled.pack, pulled.folder
+    return pack, json.loads((folder / METADATA_FILE).read_bytes())  # verified just above
+
+
 @click.command()
-@click.argument("path", type=click.Path(file_okay=False, path_type=str))
-@click.option("--json", "as_json", is_flag=True, help="Print the pack's metadata as JSON.")
+@click.argument("path", metavar="PATH", callback=_path_or_ref)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the pack's metadata as JSON (pack.json, its files and the stats).")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also draw the pack's diagnostics to this image file (needs the 'plot' extra).",
 )
 def inspect(path: str, as_json: bool, plot: Path | None) -> None:
-    """Verify the pack at PATH and print a summary of it."""
-    pack = Pack.from_pretrained(path)
+    """Verify the pack at PATH (a folder, or org/name[@revision] on the Hub) and summarise it."""
+    pack, meta = _load(path)
     if plot is not None:
         from ..builder.plot import plot_pack
 
         plot_pack(pack, plot)
     if as_json:
-        click.echo(json.dumps(pack.metadata(), indent=2))
+        click.echo(json.dumps({**pack.metadata(), "files": meta["files"], "stats": pack.stats},
+                              indent=2))
     else:
         click.echo(_summary(pack) + (f"\n  plot:      {plot}" if plot is not None else ""))

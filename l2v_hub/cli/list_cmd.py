@@ -5,18 +5,19 @@ from __future__ import annotations
 import click
 
 from ..hub import load_curated, load_user
-from .common import echo_rows, json_option
+from .common import echo_rows, json_option, model_id_arg
 
 __all__ = ["list_packs"]
 
 
 @click.command("list")
-@click.argument("model_id", required=False)
+@click.argument("model_id", required=False, callback=model_id_arg)
 @click.option(
     "--registry",
     metavar="FILE",
     envvar="L2V_HUB_REGISTRY",
-    help="Your own registry (env L2V_HUB_REGISTRY).",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Your own registry (env L2V_HUB_REGISTRY, else ~/.config/l2v-hub/registry.json).",
 )
 @json_option("the entries")
 def list_packs(model_id: str | None, registry: str | None, as_json: bool) -> None:

@@ -3,42 +3,42 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
-from ..hub import parse_ref, push_index, register
-from ..hub.registry import INDEX_FILE, REGISTRY_ENV, Registry, index_repo, load_shipped
-from .common import json_option, store_option
+from ..hub import push_index, register
+from ..hub.registry import REGISTRY_ENV, Registry, index_repo, load_shipped, user_registry_path
+from .common import json_option, model_id_arg, pack_ref_arg, store_option
 
 __all__ = ["registry"]
-
-_INDEX = click.option(
-    "--index",
-    "index",
-    metavar="FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=lambda: os.environ.get(REGISTRY_ENV) or f"registry/{INDEX_FILE}",
-    help=f"Index file (default: ${REGISTRY_ENV}, else registry/{INDEX_FILE}).",
-)
 
 
 @click.group()
 def registry() -> None:
-    """Curate a registry index (the curated one, or your own)."""
+    """Curate a registry index: your own (the default), or the curated one (--index FILE)."""
 
 
 @registry.command()
-@click.argument("ref", metavar="ORG/NAME[@VERSION]")
-@_INDEX
+@click.argument("ref", metavar="ORG/NAME[@VERSION]", callback=pack_ref_arg)
+@click.option(
+    "--index",
+    "index",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Index file to edit (default: your registry: ${REGISTRY_ENV}, else "
+    "~/.config/l2v-hub/registry.json).",
+)
 @click.option("--recommended", is_flag=True, help="Make it the recommended pack for its target.")
 @click.option("--notes", default="", help="Free text shown with the entry.")
 @store_option
-def add(ref: str, index: Path, recommended: bool, notes: str, store: str | None) -> None:
+def add(ref: tuple[str, str | None], index: Path | None, recommended: bool, notes: str,
+        store: str | None) -> None:
     """Verify the pack REF and pin its commit and pack.json sha256 in the index."""
-    repo_id, revision = parse_ref(ref)
-    entry = register(index, repo_id, revision, store=store, recommended=recommended, notes=notes)
+    # Never a path relative to the working directory by default: a stray ./registry/index.json
+    # would be consulted by nothing. Your registry is what l2v_hub.patch(model) reads first.
+    index = index or user_registry_path()
+    entry = register(index, *ref, store=store, recommended=recommended, notes=notes)
     click.echo(
         f"{index}: {entry.target} <- {entry.repo_id}@v{entry.version} (commit {entry.commit[:12]}) "
         f"pack.json sha256 {entry.pack_sha256[:12]}"
@@ -50,7 +50,7 @@ def add(ref: str, index: Path, recommended: bool, notes: str, store: str | None)
     "--index",
     "index",
     metavar="FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Index file to check (default: the copy shipped with l2v-hub).",
 )
 def validate(index: Path | None) -> None:
@@ -60,9 +60,17 @@ def validate(index: Path | None) -> None:
 
 
 @registry.command()
-@_INDEX
 @click.option(
-    "--repo", "repo_id", metavar="ORG/NAME", help="Dataset repo (default: $L2V_HUB_INDEX_REPO)."
+    "--index",
+    "index",
+    metavar="FILE",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Index file to publish, e.g. registry/index.json.",
+)
+@click.option(
+    "--repo", "repo_id", metavar="ORG/NAME", callback=model_id_arg,
+    help="Dataset repo (default: $L2V_HUB_INDEX_REPO).",
 )
 @json_option("the result")
 def push(index: Path, repo_id: str | None, as_json: bool) -> None:

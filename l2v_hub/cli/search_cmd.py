@@ -6,17 +6,21 @@ import click
 
 from ..hub import open_source
 from ..hub.source import highest_version, version_key
-from .common import echo_rows, json_option, store_option
+from .common import echo_rows, json_option, model_id_arg, store_option
 
 __all__ = ["search"]
 
 
 @click.command()
-@click.argument("model_id")
+@click.argument("model_id", callback=model_id_arg)
 @store_option
 @json_option("the packs found")
 def search(model_id: str, store: str | None, as_json: bool) -> None:
-    """Find packs for MODEL_ID on the Hub (uncurated: check before use, then `registry add`)."""
+    """Find packs for MODEL_ID on the Hub (not reviewed: check one, then `registry add` it).
+
+    `l2v_hub.patch(model)` applies none of these unless discovery is allowed
+    (L2V_HUB_ALLOW_DISCOVERY=1, or allow_discovery=True).
+    """
     source = open_source(store)
     found = []
     for repo in source.discover(model_id):

@@ -5,6 +5,9 @@
 discovery. See docs/publishing.md.
 """
 
+from typing import Any
+
+from .._hubhook import set_hub_backend
 from .publish import publish, suggest_repo_name
 from .pull import parse_ref, pull
 from .registry import (
@@ -44,3 +47,16 @@ __all__ = [
     "resolve_pack",
     "suggest_repo_name",
 ]
+
+
+class _PackBackend:
+    """``Pack.push_to_hub`` and ``Pack.from_pretrained("org/name")`` land here (see _hubhook.py)."""
+
+    def publish(self, pack: Any, repo_id: str, **options: Any) -> Release:
+        return publish(pack, repo_id, **options)
+
+    def pull(self, repo_id: str, revision: str | None, *, token: str | None) -> Any:
+        return pull(repo_id, revision, token=token).pack
+
+
+set_hub_backend(_PackBackend())

@@ -8,8 +8,7 @@ pulls by tag record the tag in the cache (``refs/``), so the default version res
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,20 +21,19 @@ from huggingface_hub import (
     hf_hub_download,
     try_to_load_from_cache,
 )
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
 
 from .._version import __version__
 from ..errors import HubError, PackError, PackNotFoundError
-from ..metadata import _SEMVER
 from ..pack import METADATA_FILE
 from . import retry
+from .hubcache import (
+    blob_intact,
+    cached_versions,
+    file_sha256,
+    hub_errors,
+    is_version_tag,
+    offline,
+)
 from .source import PackSource, Release, Upload
 
 __all__ = ["LIBRARY_NAME", "HubSource"]
@@ -45,51 +43,14 @@ _T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 
-def _offline() -> bool:
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-def _why(exc: BaseException) -> str:
-    """The first line of an error and the notes ``retry.call`` added, for a one-line message."""
-    lines = str(exc).strip().splitlines()
-    notes = "; ".join(getattr(exc, "__notes__", ()))
-    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:160]}" + (f"; {notes}" if notes else "")
-
-
-@contextmanager
-def _hub_errors(repo_id: str, revision: str | None, action: str, where: str) -> Iterator[None]:
-    """Turn huggingface_hub's errors into ours, naming the repo, the revision and the cause."""
-    at = f"{repo_id}@{revision}" if revision else repo_id
-    try:
-        yield
-    except RepositoryNotFoundError:
-        raise PackNotFoundError(
-            f"no pack repo '{repo_id}' on {where} (or no access: set HF_TOKEN)"
-        ) from None
-    except RevisionNotFoundError:
-        raise PackNotFoundError(f"'{repo_id}' has no revision '{revision}' on {where}") from None
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-        cause = "HF_HUB_OFFLINE=1" if _offline() else _why(exc.__cause__ or exc)
-        raise PackNotFoundError(
-            f"{at} is not in the local Hugging Face cache and {where} cannot be asked ({cause})"
-        ) from None
-    except EntryNotFoundError as exc:
-        raise PackError(f"{at} on {where}: a file is missing ({_why(exc)})") from None
-    except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise HubError(f"{action} {at} on {where} failed: HTTP {status} ({_why(exc)})") from None
-    except (PackError, HubError):
-        raise
-    except Exception as exc:  # network errors: their types differ across huggingface_hub versions
-        raise HubError(f"{action} {at} on {where} failed: {_why(exc)}") from None
-
-
 class HubSource(PackSource):
     """Packs as tagged model repos on the Hub (``HF_ENDPOINT``, default huggingface.co)."""
 
     def __init__(self, token: str | None = None) -> None:
         self.token = token
         self.api = HfApi(token=token, library_name=LIBRARY_NAME, library_version=__version__)
+        self._fell_back: str | None = None  # why the cache stood in for the Hub, for messages
+        self._refetched = False  # a damaged cached file was downloaded again
         retry.bound_requests()
 
     @property
@@ -99,32 +60,69 @@ class HubSource(PackSource):
     def _call(self, repo_id: str, revision: str | None, action: str, fn: Callable[..., _T], /,
               *args: Any, settle: Callable[[], _T | None] | None = None, **kw: Any) -> _T:
         """The one place every request passes: transient failures are retried (``retry.py``)."""
-        with _hub_errors(repo_id, revision, action, self.where):
+        with hub_errors(repo_id, revision, action, self.where):
             what = f"{action} {repo_id}@{revision}" if revision else f"{action} {repo_id}"
             return retry.call(what, fn, *args, settle=settle, **kw)
 
-    def _file(self, repo_id: str, name: str, revision: str) -> Path:
-        """``name`` at ``revision``, downloaded, or from the cache when the Hub keeps failing."""
+    def _file(self, repo_id: str, name: str, revision: str, *, force: bool = False) -> Path:
+        """``name`` at ``revision``, downloaded, or from the cache when the Hub keeps failing
+        (never with ``force``, which asks for fresh bytes)."""
         try:
             return Path(self._call(
                 repo_id, revision, f"downloading {name} of", hf_hub_download, repo_id, name,
                 revision=revision, token=self.token, endpoint=self.api.endpoint,
                 etag_timeout=retry.POLICY.timeout,  # the HEAD; the GET has HF_HUB_DOWNLOAD_TIMEOUT
+                force_download=force,
             ))
         except PackNotFoundError:
             raise
         except HubError as exc:  # the same revision, cached earlier, is the same bytes
             cached = try_to_load_from_cache(repo_id, name, revision=revision)
-            if not isinstance(cached, str):
+            if force or not isinstance(cached, str):
                 raise HubError(f"{exc}; not in the local Hugging Face cache either") from None
             log.warning("%s; using the copy in the local Hugging Face cache", exc)
+            self._fell_back = f"{self.where} failed"
             return Path(cached)
+
+    def _verified(self, repo_id: str, name: str, revision: str, sha256: str | None) -> Path:
+        """``name``, its bytes checked against ``sha256`` (pack.json's record) or, for pack.json,
+        against the name of its cache blob. A damaged cached copy is fetched again, so a damaged
+        cache is not reported as a bad file on the Hub; offline, the error names the file."""
+        fresh = not isinstance(try_to_load_from_cache(repo_id, name, revision=revision), str)
+        before = self._fell_back
+        path = self._file(repo_id, name, revision)
+        fresh = fresh and self._fell_back == before
+        if sha256 is None and fresh:  # pack.json straight from the Hub: checked by its reader
+            return path
+        fault = _fault(path, sha256)
+        if fault is None:
+            return path
+        if fresh:
+            raise PackError(f"{name}: {fault}, in a fresh download from {self.where}: the file on "
+                            "the Hub is wrong")
+        local = path.resolve()
+        damaged = f"{name}: the copy in the local Hugging Face cache ({local}) has {fault}"
+        if offline():
+            raise PackError(f"{damaged}: it is damaged; delete {local} and pull again with the "
+                            "Hub reachable (HF_HUB_OFFLINE=1 is set)")
+        log.warning("%s; downloading it again from %s", damaged, self.where)
+        self._refetched = True
+        try:
+            path = self._file(repo_id, name, revision, force=True)
+        except HubError as exc:
+            raise PackError(f"{damaged}, and fetching it again failed ({exc}); delete {local} "
+                            "and pull again") from None
+        fault = _fault(path, sha256)
+        if fault is not None:
+            raise PackError(f"{name}: {fault}, also in a fresh download from {self.where}: the "
+                            "file on the Hub is wrong")
+        return path
 
     # -- reading ------------------------------------------------------------------------------
 
     def versions(self, repo_id: str) -> dict[str, str]:
-        if _offline():
-            return self._cached_versions(repo_id, "HF_HUB_OFFLINE=1")
+        if offline():
+            return cached_versions(repo_id, "HF_HUB_OFFLINE=1")
         try:
             refs = self._call(
                 repo_id, None, "listing the versions of", self.api.list_repo_refs, repo_id
@@ -133,34 +131,20 @@ class HubSource(PackSource):
             raise
         except HubError as exc:  # the Hub is unreachable: the versions pulled before still resolve
             log.warning("%s; using the versions in the local cache", exc)
-            return self._cached_versions(repo_id, str(exc))
-        return {t.name[1:]: t.target_commit for t in refs.tags if _is_version_tag(t.name)}
-
-    def _cached_versions(self, repo_id: str, why: str) -> dict[str, str]:
-        refs = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs"
-        found = {
-            p.name[1:]: p.read_text().strip() for p in refs.glob("v*") if _is_version_tag(p.name)
-        }
-        if not found:
-            raise PackNotFoundError(
-                f"no version of '{repo_id}' in the local Hugging Face cache ({constants.HF_HUB_CACHE}), "
-                f"and the Hub cannot be asked ({why})"
-            )
-        return found
+            self._fell_back = f"{self.where} failed"
+            return cached_versions(repo_id, str(exc))
+        return {t.name[1:]: t.target_commit for t in refs.tags if is_version_tag(t.name)}
 
     def read_metadata(self, repo_id: str, revision: str) -> tuple[bytes, str]:
-        path = self._file(repo_id, METADATA_FILE, revision)
-        return (
-            path.read_bytes(),
-            path.parent.name,
-        )  # the cache keeps files under snapshots/<commit>/
+        path = self._verified(repo_id, METADATA_FILE, revision, None)
+        return path.read_bytes(), path.parent.name  # the cache keeps files under snapshots/<commit>/
 
-    def download(self, repo_id: str, commit: str, files: dict[str, str]) -> Path:
+    def download(self, repo_id: str, commit: str, files: dict[str, str]) -> tuple[Path, str]:
         cached = all(
             isinstance(try_to_load_from_cache(repo_id, n, revision=commit), str) for n in files
         )
-        for name in files:  # only the files the pack names: never the rest of the repo
-            self._file(repo_id, name, commit)
+        for name, sha256 in files.items():  # only the files the pack names: never the rest
+            self._verified(repo_id, name, commit, sha256)
         if files and not cached:  # fresh bytes: also hold them against the Hub's own LFS records
             try:
                 digests = self._lfs_digests(repo_id, commit)
@@ -172,7 +156,17 @@ class HubSource(PackSource):
                     raise PackError(
                         f"{name}: the Hub records sha256 {sha}, pack.json says {files[name]}"
                     )
-        return self._file(repo_id, METADATA_FILE, commit).parent
+        return self._file(repo_id, METADATA_FILE, commit).parent, self._origin(cached)
+
+    def _origin(self, cached: bool) -> str:
+        """Where the bytes of this pull came from, truthfully (not always the Hub)."""
+        cache = f"the local Hugging Face cache ({constants.HF_HUB_CACHE}"
+        if offline():
+            return f"{cache}; HF_HUB_OFFLINE=1)"
+        if self._fell_back:
+            return f"{cache}; {self._fell_back})"
+        fresh = not cached or self._refetched
+        return self.where if fresh else f"{cache}; release checked on {self.where})"
 
     def _lfs_digests(self, repo_id: str, commit: str) -> dict[str, str]:
         tree = self._call(
@@ -184,7 +178,7 @@ class HubSource(PackSource):
         return {f.path: f.lfs.sha256 for f in tree if getattr(f, "lfs", None) is not None}
 
     def discover(self, model_id: str) -> list[str]:
-        if _offline():
+        if offline():
             raise HubError("Hub discovery is not possible with HF_HUB_OFFLINE=1")
         # The Hub derives the tag base_model:adapter:<id> from the card's base_model + relation.
         found = self._call(
@@ -225,13 +219,13 @@ class HubSource(PackSource):
             commit = head
         else:
             commit, pr_url = self._commit(job, head)
-            if pr_url:
+            if pr_url:  # no tag: the version is released only when this publish runs again
                 log.warning(
                     "opened %s; %s is tagged once it is merged and this publish is run again",
                     pr_url,
                     tag,
                 )
-                return Release(repo_id, job.version, commit)
+                return Release(repo_id, job.version, commit, pr_url=pr_url)
         self._call(
             repo_id,
             tag,
@@ -291,5 +285,10 @@ class HubSource(PackSource):
         return info.oid, (info.pr_url if job.create_pr else None)
 
 
-def _is_version_tag(name: str) -> bool:
-    return name.startswith("v") and bool(_SEMVER.match(name[1:]))
+def _fault(path: Path, sha256: str | None) -> str | None:
+    """What is wrong with the bytes at ``path``, or None."""
+    if sha256 is None:
+        blob = path.resolve().name
+        return None if blob_intact(path) else f"bytes that do not hash to its blob name {blob}"
+    actual = file_sha256(path)
+    return None if actual == sha256 else f"sha256 {actual}, pack.json says {sha256}"

@@ -15,15 +15,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import HubError, PackNotFoundError
-from ..metadata import check_model_id
+from ..errors import ArgumentError, HubError, PackNotFoundError
+from ..metadata import _SEMVER, check_model_id
 from ..pack import METADATA_FILE, Pack
 from .source import PackSource, Release, Upload, highest_version, open_source, version_key
 
 if TYPE_CHECKING:
     from ..pack import PathLike
 
-__all__ = ["publish", "suggest_repo_name"]
+__all__ = ["check_publish_args", "publish", "suggest_repo_name"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,20 @@ def suggest_repo_name(pack: Pack) -> str:
     """``l2v-cot-{source}-to-{target}`` from the two models' names, slugged to a valid repo name."""
     name = f"l2v-cot-{_slug(pack.source.model_id)}-to-{_slug(pack.target.model_id)}"
     return name[:96].rstrip("-.")
+
+
+def check_publish_args(repo_id: str, version: str | None) -> None:
+    """Refuse a malformed repo id or version before any work (``ArgumentError``)."""
+    if not isinstance(repo_id, str) or "/" not in repo_id:
+        raise ArgumentError(
+            f"repo id '{repo_id}' must be 'org/name' (your user name or an organisation)"
+        )
+    try:
+        check_model_id(repo_id, "repo id")
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
+    if version is not None and not _SEMVER.match(version.removeprefix("v")):
+        raise ArgumentError(f"version '{version}' is not a semantic version like 1.2.0")
 
 
 def _prepare(pack: Pack | PathLike, version: str | None, scratch: Path) -> Path:
@@ -73,13 +87,10 @@ def publish(
 
     ``version`` overrides the pack's own version. Returns the release (repo, version, commit).
     Raises ``HubError`` when the version exists with other content, ``PackError`` when the pack
-    is invalid.
+    is invalid, ``ArgumentError`` for a malformed ``repo_id`` or ``version``. With ``create_pr``
+    the release's ``pr_url`` is set and nothing is tagged (``Release.released`` is False).
     """
-    if "/" not in repo_id:
-        raise HubError(
-            f"repo id '{repo_id}' must be 'org/name' (your user name or an organisation)"
-        )
-    check_model_id(repo_id, "repo id")
+    check_publish_args(repo_id, version)
     source = open_source(store, token)
     with tempfile.TemporaryDirectory(prefix="l2v-hub-publish-") as scratch:
         folder = _prepare(pack, version, Path(scratch))

@@ -12,7 +12,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
-from ..errors import HubError, PackError, PackNotFoundError
+from ..errors import ArgumentError, HubError, PackError, PackNotFoundError
 from ..metadata import _SEMVER, check_model_id, parse_metadata
 from ..pack import METADATA_FILE, Pack, _load_json, _safe_path
 from .source import (
@@ -24,11 +24,12 @@ from .source import (
     open_source,
     version_key,
 )
+from .tags import check_tag, remember_tag
 
 if TYPE_CHECKING:
     from ..pack import PathLike
 
-__all__ = ["parse_ref", "pull", "select_release"]
+__all__ = ["check_revision", "parse_ref", "pull", "select_release"]
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +38,29 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     """``"org/name@v1.2.0"`` -> ``("org/name", "v1.2.0")``; no ``@`` -> revision None."""
     repo_id, _, revision = ref.partition("@")
     if "/" not in repo_id:
-        raise PackNotFoundError(f"'{ref}' is not a pack reference: expected org/name[@revision]")
+        raise ArgumentError(f"'{ref}' is not a pack reference: expected org/name[@revision]")
     check_model_id(repo_id, "repo id")
+    if revision:
+        check_revision(revision, repo_id)
     return repo_id, revision or None
+
+
+def check_revision(revision: str, repo_id: str) -> None:
+    """Refuse a revision that is neither a version (``v1.2.0`` or ``1.2.0``) nor a commit sha."""
+    if not is_commit(revision.lower()) and not _SEMVER.match(revision.removeprefix("v")):
+        raise ArgumentError(
+            f"revision '{revision}' of '{repo_id}' is neither a version tag like 'v1.2.0' nor a "
+            "40-hex commit sha (branches move, so packs are not pulled by branch)"
+        )
 
 
 def select_release(source: PackSource, repo_id: str, revision: str | None) -> Release:
     """The release ``revision`` names; a commit stays unversioned until its pack.json is read."""
     if revision is not None and is_commit(revision.lower()):
         return Release(repo_id, None, revision.lower())
+    if revision is not None:
+        check_revision(revision, repo_id)
     version = None if revision is None else revision.removeprefix("v")
-    if version is not None and not _SEMVER.match(version):
-        raise PackNotFoundError(
-            f"revision '{revision}' of '{repo_id}' is neither a version tag like 'v1.2.0' nor a "
-            "40-hex commit sha (branches move, so packs are not pulled by branch)"
-        )
     try:
         versions = source.versions(repo_id)
     except HubError as exc:  # name what was asked for, whatever failed underneath
@@ -86,16 +95,21 @@ def pull(
     *,
     store: PathLike | PackSource | None = None,
     token: str | None = None,
+    accept_moved_tag: bool = False,
 ) -> PulledPack:
     """Download (or find in the cache), verify and load one release of a pack repo.
 
     Raises ``PackNotFoundError`` naming the repo and revision when it does not exist or is not
     cached while offline, ``PackError`` naming the file when a byte differs from what
-    ``pack.json`` (or the Hub) records, ``HubError`` when the source fails.
+    ``pack.json`` (or the Hub) records, or when a version tag now points to another commit than
+    when it was first pulled here (``accept_moved_tag=True`` accepts the new one, see
+    ``tags.py``), ``HubError`` when the source fails, ``ArgumentError`` for a malformed revision.
     """
     check_model_id(repo_id, "repo id")
     source = open_source(store, token)
     release = select_release(source, repo_id, revision)
+    if release.version is not None:  # before any download: the cache's refs stay as they were
+        check_tag(source.where, release, accept_moved=accept_moved_tag)
     pack_json, commit = source.read_metadata(
         repo_id, release.tag if release.version else release.commit
     )
@@ -105,11 +119,11 @@ def pull(
         )
     where = f"{repo_id}@{commit[:12]} on {source.where}"
     files = _named_files(pack_json, where)
-    folder = source.download(repo_id, commit, {})
+    folder, _ = source.download(repo_id, commit, {})
     for name in files:  # refuse names that climb out of the folder before fetching anything
         _safe_path(folder, name)
     try:
-        folder = source.download(repo_id, commit, files)
+        folder, origin = source.download(repo_id, commit, files)
     except PackError as exc:
         raise PackError(f"{exc} [{where}]") from None
     if (folder / METADATA_FILE).read_bytes() != pack_json:
@@ -122,11 +136,13 @@ def pull(
         raise PackError(
             f"{METADATA_FILE} of {where} says version {pack.version}, but it is tagged {release.tag}"
         )
-    log.info("pulled %s from %s", release, source.where)
+    if release.version is not None:
+        remember_tag(source.where, release)
+    log.info("pulled %s from %s", release, origin)
     return PulledPack(
         pack=pack,
         folder=folder,
         release=Release(repo_id, pack.version, commit),
         pack_sha256=hashlib.sha256(pack_json).hexdigest(),
-        where=source.where,
+        where=origin,
     )

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import HubError
+from ..errors import HubError, clip
 from ..metadata import _HUB_ID, _SEMVER
 from ..pack import PathLike, _atomic_write, _dump_json
 from .source import PackSource, version_key
@@ -37,6 +37,7 @@ __all__ = [
     "push_index",
     "register",
     "shipped_dir",
+    "user_registry_path",
 ]
 
 INDEX_FILE = "index.json"
@@ -44,6 +45,9 @@ REGISTRY_ENV = "L2V_HUB_REGISTRY"
 INDEX_REPO_ENV = "L2V_HUB_INDEX_REPO"
 INDEX_TTL_ENV = "L2V_HUB_INDEX_TTL"
 DEFAULT_INDEX_REPO = "l2v-hub/registry"
+# A failed fetch of the curated index is tried again after this many seconds (or the TTL, when
+# shorter), not after the TTL: a push must not stay invisible for an hour because of one failure.
+RETRY_FAILED = 60.0
 _HEX40, _HEX64 = re.compile(r"^[0-9a-f]{40}$"), re.compile(r"^[0-9a-f]{64}$")
 log = logging.getLogger(__name__)
 
@@ -134,7 +138,7 @@ class Registry:
         except FileNotFoundError:
             raise HubError(f"{origin}: no such registry file") from None
         except (OSError, ValueError) as exc:
-            raise HubError(f"{origin}: cannot be read as JSON ({str(exc)[:120]})") from None
+            raise HubError(f"{origin}: cannot be read as JSON ({clip(exc, 160)})") from None
         return cls.parse(data, origin)
 
     def for_target(self, model_id: str) -> list[RegistryEntry]:
@@ -205,10 +209,24 @@ def load_shipped() -> Registry:
     return Registry.load(shipped_dir() / INDEX_FILE, "curated index (copy shipped with l2v-hub)")
 
 
+def user_registry_path() -> Path:
+    """Where the user's own registry lives: ``$L2V_HUB_REGISTRY``, else
+    ``$XDG_CONFIG_HOME/l2v-hub/registry.json`` (``~/.config/l2v-hub/registry.json``)."""
+    named = os.environ.get(REGISTRY_ENV)
+    if named:
+        return Path(named).expanduser()
+    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(config).expanduser() / "l2v-hub" / "registry.json"
+
+
 def load_user(path: PathLike | None = None) -> Registry | None:
-    """The user's own registry: ``path``, else ``$L2V_HUB_REGISTRY``, else None."""
-    path = path or os.environ.get(REGISTRY_ENV) or None
-    return None if path is None else Registry.load(path, f"user registry {path}")
+    """The user's own registry: ``path``, else ``user_registry_path()`` (``$L2V_HUB_REGISTRY``,
+    which must exist, or the default file, when it exists), else None."""
+    if path is None and not os.environ.get(REGISTRY_ENV):
+        default = user_registry_path()
+        return Registry.load(default, f"user registry {default}") if default.is_file() else None
+    path = path or user_registry_path()
+    return Registry.load(path, f"user registry {path}")
 
 
 def index_repo() -> str:
@@ -221,36 +239,49 @@ def _check_marker(repo: str) -> Path:
     return Path(constants.HF_HOME) / "l2v-hub" / f"index-{repo.replace('/', '--')}.checked"
 
 
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
+
+
 def load_curated(token: str | None = None) -> Registry:
     """The curated index from its Hub copy, else the copy shipped with the package.
 
-    The Hub is asked at most once per ``$L2V_HUB_INDEX_TTL`` seconds (default 3600), whether the
-    answer came or not, so a machine without network does not wait on every call; in between,
-    the copy in the Hugging Face cache is used.
+    After a successful fetch the Hub is not asked again for ``$L2V_HUB_INDEX_TTL`` seconds
+    (default 3600): the copy in the Hugging Face cache is used. A failed fetch is not cached for
+    the TTL, only for ``RETRY_FAILED`` seconds, so a machine without network does not wait on
+    every call and a pushed index is seen within a minute.
     """
     from huggingface_hub import hf_hub_download
 
     repo, marker = index_repo(), _check_marker(index_repo())
+    failed = marker.with_suffix(".failed")
     ttl = float(os.environ.get(INDEX_TTL_ENV) or 3600)
-    fresh = marker.exists() and time.time() - marker.stat().st_mtime < ttl
+    local = _age(marker) < ttl or _age(failed) < min(ttl, RETRY_FAILED)
     try:
-        if not fresh:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
         path = hf_hub_download(
-            repo, INDEX_FILE, repo_type="dataset", token=token, local_files_only=fresh
+            repo, INDEX_FILE, repo_type="dataset", token=token, local_files_only=local
         )
-    except (
-        Exception
-    ) as exc:  # offline, missing or unreachable: every failure means "use the shipped copy"
-        log.info(
-            "curated index %s unavailable (%s: %.120s); using the shipped copy",
-            repo,
-            type(exc).__name__,
-            exc,
-        )
+    except Exception as exc:  # offline, missing or unreachable: every failure means "use the shipped copy"
+        if not local:
+            _touch(failed)
+        log.info("curated index %s unavailable (%s: %s); using the shipped copy",
+                 repo, type(exc).__name__, clip(exc, 160))
         return load_shipped()
+    if not local:
+        _touch(marker)
+        failed.unlink(missing_ok=True)
     return Registry.load(path, f"curated index (Hub dataset {repo})")
+
+
+def _touch(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError as exc:  # a read-only HF_HOME: the index is fetched more often, nothing worse
+        log.info("cannot write %s (%s)", path, exc)
 
 
 def push_index(path: PathLike, repo_id: str | None = None, token: str | None = None) -> str:
@@ -271,6 +302,9 @@ def push_index(path: PathLike, repo_id: str | None = None, token: str | None = N
         )
     except Exception as exc:
         raise HubError(
-            f"pushing the index to dataset {repo} failed: {type(exc).__name__}: {str(exc)[:160]}"
+            f"pushing the index to dataset {repo} failed: {type(exc).__name__}: {clip(exc, 200)}"
         ) from None
+    marker = _check_marker(repo)  # this machine sees the new index at once, not after the TTL
+    for stale in (marker, marker.with_suffix(".failed")):
+        stale.unlink(missing_ok=True)
     return info.oid

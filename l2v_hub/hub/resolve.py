@@ -2,9 +2,12 @@
 
 The model id comes from ``model.name_or_path`` (or ``config._name_or_path``); a Hub cache snapshot
 path ``.../models--org--name/snapshots/<sha>`` yields the id and the revision; any other local path
-needs ``model_id=``. Then, in order: the user's registry, the curated index, Hub discovery (newest
-version of an uncurated pack, with a warning). A registry entry whose pinned commit or pack.json
-hash does not match is refused outright: resolution never falls through to a weaker source.
+needs ``model_id=``. Then, in order: the user's registry, the curated index. Only those are applied
+unasked: anyone can publish a pack that names a popular model, so Hub discovery only *lists*
+candidates (in the error) unless the caller opts in (``allow_discovery=True`` or
+``$L2V_HUB_ALLOW_DISCOVERY=1``), and then the pack applied is named in a warning. A registry entry
+whose pinned commit or pack.json hash does not match is refused outright: resolution never falls
+through to a weaker source.
 """
 
 from __future__ import annotations
@@ -19,10 +22,20 @@ from ..errors import PackError, PackNotFoundError
 from ..metadata import check_model_id
 from ..pack import Pack, PathLike
 from .pull import pull
-from .registry import Registry, RegistryEntry, load_curated, load_user
+from .registry import Registry, RegistryEntry, load_curated, load_user, user_registry_path
 from .source import PackSource, PulledPack, highest_version, open_source, version_key
 
-__all__ = ["ModelIdentity", "Resolution", "find_pack", "identify_model", "resolve_pack"]
+__all__ = [
+    "DISCOVERY_ENV",
+    "ModelIdentity",
+    "Resolution",
+    "discovery_allowed",
+    "find_pack",
+    "identify_model",
+    "resolve_pack",
+]
+
+DISCOVERY_ENV = "L2V_HUB_ALLOW_DISCOVERY"
 
 log = logging.getLogger(__name__)
 _SNAPSHOT = re.compile(
@@ -45,7 +58,7 @@ class Resolution:
     """The pack found for a model, and which step of the order found it."""
 
     pulled: PulledPack
-    found_in: str  # 'user registry ...', 'curated index (...)' or 'Hub discovery (not curated)'
+    found_in: str  # 'user registry ...', 'curated index (...)' or 'discovery on ... (allowed)'
 
 
 def _shape(config: Any) -> tuple[str | None, int | None]:
@@ -101,27 +114,54 @@ def _pull_entry(source: PackSource, entry: RegistryEntry, origin: str) -> Pulled
     return pulled
 
 
-def _discover(source: PackSource, model_id: str) -> PulledPack | None:
-    best: tuple[tuple, str, str] | None = None
+def discovery_allowed(allow: bool | None = None) -> bool:
+    """``allow`` when given, else whether ``$L2V_HUB_ALLOW_DISCOVERY`` is 1 / true / yes / on."""
+    if allow is not None:
+        return bool(allow)
+    return os.environ.get(DISCOVERY_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _candidates(source: PackSource, model_id: str) -> list[tuple[str, str]]:
+    """``(repo, highest version)`` of every pack that lists ``model_id``, highest version first."""
+    found = []
     for repo in source.discover(model_id):
-        top = highest_version(source.versions(repo))
-        if top is not None and (best is None or version_key(top) > best[0]):
-            best = (version_key(top), repo, top)
-    if best is None:
-        return None
-    pulled = pull(best[1], f"v{best[2]}", store=source)
+        try:
+            top = highest_version(source.versions(repo))
+        except PackNotFoundError:  # listed, then gone (or not cached offline)
+            continue
+        if top is not None:
+            found.append((repo, top))
+    return sorted(found, key=lambda c: (version_key(c[1]), c[0]), reverse=True)
+
+
+def _pull_discovered(source: PackSource, model_id: str, repo: str, version: str) -> PulledPack:
+    pulled = pull(repo, f"v{version}", store=source)
     if pulled.pack.target.model_id.casefold() != model_id.casefold():
         raise PackError(
             f"{pulled.release} is listed under {model_id} but its pack.json targets {pulled.pack.target.model_id}"
         )
     log.warning(
-        "using %s found by Hub discovery: it is NOT in the curated index, so nobody reviewed it; "
-        "pin it in your registry after checking it (l2v-hub registry add %s@v%s)",
+        "applying %s, found by discovery on %s because discovery was allowed: it is NOT in a "
+        "registry, so nobody reviewed it; pin it in your registry after checking it "
+        "(l2v-hub registry add %s@v%s)",
         pulled.release,
-        best[1],
-        best[2],
+        source.where,
+        repo,
+        version,
     )
     return pulled
+
+
+def _not_applied(candidates: list[tuple[str, str]], where: str) -> str:
+    named = ", ".join(f"{repo}@v{version}" for repo, version in candidates[:5])
+    more = f" and {len(candidates) - 5} more" if len(candidates) > 5 else ""
+    first = f"{candidates[0][0]}@v{candidates[0][1]}"
+    return (
+        f"discovery on {where} found {named}{more}: NOT applied, nobody reviewed them. To use one, "
+        f"name it (l2v_hub.patch(model, '{first}')), pin it in your registry after checking it "
+        f"(l2v-hub registry add {first}), or allow discovery (allow_discovery=True, or "
+        f"{DISCOVERY_ENV}=1)"
+    )
 
 
 def _closest(ident: ModelIdentity, registries: list[Registry]) -> str:
@@ -148,10 +188,12 @@ def find_pack(
     registry: PathLike | Registry | None = None,
     store: PathLike | PackSource | None = None,
     token: str | None = None,
+    allow_discovery: bool | None = None,
 ) -> Resolution:
     """Like ``resolve_pack``, also saying where the pack was found."""
     ident = identify_model(model_or_id, model_id=model_id, revision=revision)
-    resolution = _find(ident, registry, open_source(store, token), token)
+    allow = discovery_allowed(allow_discovery)
+    resolution = _find(ident, registry, open_source(store, token), token, allow)
     _check_revision(resolution.pulled.pack, ident)
     return resolution
 
@@ -161,32 +203,36 @@ def _find(
     registry: PathLike | Registry | None,
     source: PackSource,
     token: str | None,
+    allow_discovery: bool,
 ) -> Resolution:
     user = registry if isinstance(registry, Registry) else load_user(registry)
     registries = [r for r in (user, load_curated(token)) if r is not None]
-    looked = [] if user else ["user registry: none (set L2V_HUB_REGISTRY)"]
+    looked = [] if user else [f"user registry: none ({user_registry_path()} does not exist)"]
     for reg in registries:
         entries = reg.for_target(ident.model_id)
         if entries:
             return Resolution(_pull_entry(source, entries[0], reg.origin), reg.origin)
         looked.append(f"{reg.origin}: no entry")
+    candidates: list[tuple[str, str]] = []
     try:
-        pulled = _discover(source, ident.model_id)
-    except PackNotFoundError as exc:  # a listed repo vanished or is not cached offline
-        pulled, looked = None, [*looked, f"discovery on {source.where}: {exc}"]
+        candidates = _candidates(source, ident.model_id)
     except PackError:
         raise
     except Exception as exc:  # discovery is best effort; its failure is reported with the rest
-        pulled, looked = None, [*looked, f"discovery on {source.where}: failed ({exc})"]
+        looked.append(f"discovery on {source.where}: failed ({exc})")
     else:
-        looked.append(f"discovery on {source.where}: no pack lists it as base model")
-    if pulled is None:
-        raise PackNotFoundError(
-            f"no l2v-hub pack for {ident.model_id}; looked in: "
-            + "; ".join(looked)
-            + _closest(ident, registries)
-        )
-    return Resolution(pulled, "Hub discovery (not curated)")
+        if not candidates:
+            looked.append(f"discovery on {source.where}: no pack lists it as base model")
+    if candidates and allow_discovery:
+        pulled = _pull_discovered(source, ident.model_id, *candidates[0])
+        return Resolution(pulled, f"discovery on {source.where} (not reviewed; allowed)")
+    if candidates:
+        looked.append(_not_applied(candidates, source.where))
+    raise PackNotFoundError(
+        f"no registered l2v-hub pack for {ident.model_id}; looked in: "
+        + "; ".join(looked)
+        + _closest(ident, registries)
+    )
 
 
 def _check_revision(pack: Pack, ident: ModelIdentity) -> None:
@@ -208,17 +254,23 @@ def resolve_pack(
     revision: str | None = None,
     registry: PathLike | Registry | None = None,
     store: PathLike | PackSource | None = None,
+    allow_discovery: bool | None = None,
 ) -> Pack:
     """The verified pack for a model (a loaded transformers model, or a Hub model id).
 
     ``model_id`` names the model when it was loaded from a plain local folder; ``revision`` is the
     model's revision (read from a Hub snapshot path when not given); ``registry`` a user registry
-    file (default ``$L2V_HUB_REGISTRY``); ``store`` a local store to pull from instead of the Hub
-    (default ``$L2V_HUB_STORE``). Raises ``PackNotFoundError`` saying what was looked for and
-    where, ``PackError`` when a registered pack does not match its pinned commit or hash.
+    file (default ``$L2V_HUB_REGISTRY``, else ``~/.config/l2v-hub/registry.json``); ``store`` a
+    local store to pull from instead of the Hub (default ``$L2V_HUB_STORE``);
+    ``allow_discovery`` applies the highest version that Hub discovery finds when no registry
+    has the model (default ``$L2V_HUB_ALLOW_DISCOVERY``, else False: candidates are only listed
+    in the error). Raises ``PackNotFoundError`` saying what was looked for and where,
+    ``PackError`` when a registered pack does not match its pinned commit or hash.
     """
     resolution = find_pack(
-        model_or_id, model_id=model_id, revision=revision, registry=registry, store=store
+        model_or_id, model_id=model_id, revision=revision, registry=registry, store=store,
+        allow_discovery=allow_discovery,
     )
-    log.info("l2v-hub: %s from %s", resolution.pulled.release, resolution.found_in)
+    log.info("l2v-hub: %s from %s (%s)", resolution.pulled.release, resolution.found_in,
+             resolution.pulled.where)
     return resolution.pulled.pack

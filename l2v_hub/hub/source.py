@@ -67,10 +67,16 @@ class Release:
     repo_id: str
     version: str | None  # None until pack.json is read, when pinned by commit
     commit: str
+    pr_url: str | None = None  # set when publishing opened a pull request: nothing is tagged yet
 
     @property
     def tag(self) -> str:
         return f"v{self.version}"
+
+    @property
+    def released(self) -> bool:
+        """False for a pull request: ``commit`` is on the PR ref, and no version tag exists."""
+        return self.pr_url is None
 
     def __str__(self) -> str:
         name = f"{self.repo_id}@v{self.version}" if self.version else self.repo_id
@@ -97,7 +103,7 @@ class PulledPack:
     folder: Path
     release: Release
     pack_sha256: str  # sha256 of pack.json, which pins every other file: what registries record
-    where: str
+    where: str  # where the bytes came from: the Hub, the local cache (and why), or the store
 
 
 class PackSource(ABC):
@@ -117,9 +123,10 @@ class PackSource(ABC):
         """``pack.json``'s bytes at ``revision`` (a tag or a commit) and the commit they are at."""
 
     @abstractmethod
-    def download(self, repo_id: str, commit: str, files: dict[str, str]) -> Path:
+    def download(self, repo_id: str, commit: str, files: dict[str, str]) -> tuple[Path, str]:
         """A local folder holding ``pack.json`` and the ``files`` (name -> sha256 that pack.json
-        records) as they are at ``commit``; a source that records its own hashes checks them too."""
+        records) as they are at ``commit``, and where their bytes came from, for messages (the
+        Hub, its cache, the store). A source that records its own hashes checks them too."""
 
     @abstractmethod
     def upload(self, job: Upload) -> Release:

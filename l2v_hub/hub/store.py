@@ -12,11 +12,11 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
-from ..errors import HubError, PackNotFoundError
+from ..errors import ArgumentError, HubError, PackNotFoundError
 from ..metadata import _SEMVER
 from ..pack import METADATA_FILE, PathLike
 from .source import PackSource, Release, Upload, is_commit
@@ -43,7 +43,7 @@ class Store(PackSource):
     def _repo(self, repo_id: str) -> Path:
         org, sep, name = repo_id.partition("/")
         if not sep:
-            raise HubError(f"a store keeps packs as 'org/name'; got '{repo_id}'")
+            raise ArgumentError(f"a store keeps packs as 'org/name'; got '{repo_id}'")
         return self.root / org / name
 
     def versions(self, repo_id: str) -> dict[str, str]:
@@ -70,16 +70,18 @@ class Store(PackSource):
         data = (self._version_dir(repo_id, revision) / METADATA_FILE).read_bytes()
         return data, _commit_of(data)
 
-    def download(self, repo_id: str, commit: str, files: dict[str, str]) -> Path:
-        return self._version_dir(repo_id, commit)
+    def download(self, repo_id: str, commit: str, files: dict[str, str]) -> tuple[Path, str]:
+        return self._version_dir(repo_id, commit), self.where
 
     def upload(self, job: Upload) -> Release:
         repo_id, version = job.repo_id, job.version
         if job.create_pr:
-            raise HubError(f"{self.where} has no pull requests; publish without create_pr")
+            raise ArgumentError(f"{self.where} has no pull requests; publish without create_pr")
         repo = self._repo(repo_id)
         repo.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=repo, prefix=f".{version}.", suffix=".tmp"))
+        # mkdir, not mkdtemp (0700): the umask decides, so other users can read a shared store.
+        staging = repo / f".{version}.{secrets.token_hex(6)}.tmp"
+        staging.mkdir()
         try:
             for name in job.names:
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)

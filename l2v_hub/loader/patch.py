@@ -246,13 +246,15 @@ def _scales(model: nn.Module, pack: Pack, tokenizer: Any, layers_path: str | Non
     return measured, "measured"
 
 
-def _resolve_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str | None) -> Pack:
+def _resolve_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str | None,
+                  allow_discovery: bool | None = None) -> Pack:
     """The one place a ``pack`` argument becomes a Pack: a Pack, a local folder, a Hub reference
-    ``org/name[@revision]``, or (``None``) the pack the registries name for the model's id."""
+    ``org/name[@revision]``, or (``None``) the pack the registries name for the model's id (or,
+    with ``allow_discovery``, the one Hub discovery finds)."""
     if isinstance(pack, Pack):
         return pack.validate()
     if pack is None:
-        return resolve_pack(model, model_id=model_id)
+        return resolve_pack(model, model_id=model_id, allow_discovery=allow_discovery)
     if not isinstance(pack, str | os.PathLike):
         raise L2VHubError(f"pack must be a Pack, a pack folder, 'org/name[@revision]' or None, "
                           f"got {type(pack).__name__}")
@@ -283,6 +285,7 @@ def patch(
     strict: bool = False,
     layers_path: str | None = None,
     tokenizer: Any = None,
+    allow_discovery: bool | None = None,
 ) -> Patch:
     """Steer ``model`` with ``pack``; anything not given comes from the pack's defaults and hook.
 
@@ -293,11 +296,13 @@ def patch(
     Raises ``IncompatiblePackError`` when the pack's target dimensions differ from the model's
     text config (or, with ``strict=True``, its model id) or its scale cannot be measured,
     ``PackError`` for a broken or v1 pack and ``L2VHubError`` for bad arguments; in every case
-    before the model is touched. See docs/loader.md for the semantics of ``op`` and ``positions``.
+    before the model is touched. With no ``pack``, only a registry's pack is applied unless
+    ``allow_discovery`` (default ``$L2V_HUB_ALLOW_DISCOVERY``) lets an unreviewed pack found on
+    the Hub be applied. See docs/loader.md for the semantics of ``op`` and ``positions``.
     """
     if not isinstance(model, nn.Module):
         raise L2VHubError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    resolved = _resolve_pack(pack, model, model_id)
+    resolved = _resolve_pack(pack, model, model_id, allow_discovery)
     _check_fit(model, resolved, model_id, strict)
     num_layers = resolved.target.num_layers
     chosen = _check_layers(resolved.defaults.layers if layers is None else layers, num_layers)
