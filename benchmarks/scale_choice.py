@@ -108,15 +108,18 @@ def table(results: list[dict[str, Any]]) -> str:
              "|---" * (5 + 2 * len(UNITS)) + "|"]
     for r in results:
         m = r["units_middle"]
-        lams = [f"{r['lambda_star'][f'{u}/{d}']:.3g}" for u in UNITS for d in ("random", "own")]
+        lams = [f"{lam:.3g}" if (lam := r["lambda_star"][f"{u}/{d}"]) > 0 else f"< {GRID[0]:.2g}"
+                for u in UNITS for d in ("random", "own")]
         lines.append(f"| {r['model']} | {r['sink_ratio_middle']:g}x | {m['token_norm']:g} | "
                      f"{m['token_spread']:g} | {m['cot_norm']:g} | " + " | ".join(lams) + " |")
     spread = []
     for u in UNITS:
         for d in ("random", "own"):
-            logs = [math.log2(r["lambda_star"][f"{u}/{d}"]) for r in results
-                    if r["lambda_star"][f"{u}/{d}"] > 0]
-            spread.append(f"{max(logs) - min(logs):.1f}" if len(logs) > 1 else "-")
+            # A model that broke at the grid's first point counts as that point: a lower bound.
+            lams = [r["lambda_star"][f"{u}/{d}"] for r in results]
+            logs = [math.log2(lam if lam > 0 else GRID[0]) for lam in lams]
+            bound = "> " if 0 in lams else ""
+            spread.append(f"{bound}{max(logs) - min(logs):.1f}" if len(logs) > 1 else "-")
     lines.append("| **range of log2 λ* across models** | | | | | " + " | ".join(spread) + " |")
     return "\n".join(lines)
 
