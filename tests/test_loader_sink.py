@@ -16,6 +16,7 @@ import torch
 from conftest import random_pack
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_loader_positions import Recorder  # the same before/after-the-hook recorder
 from tiny_llm import byte_tokenizer, tiny_llama
 
 import l2v_hub
@@ -77,23 +78,6 @@ def plant_sink(model: torch.nn.Module) -> None:
     find_blocks(model).blocks[PLANTED].register_forward_hook(hook)
 
 
-class Recorder:
-    """Block STEERED's output just before and just after the steering hook, per forward."""
-
-    def __init__(self, block: torch.nn.Module) -> None:
-        self.raw: list[torch.Tensor] = []
-        self.steered: list[torch.Tensor] = []
-        first = lambda out: (out[0] if isinstance(out, tuple) else out).detach().clone()  # noqa: E731
-        self._handles = [
-            block.register_forward_hook(lambda m, a, out: self.raw.append(first(out)), prepend=True),
-            block.register_forward_hook(lambda m, a, out: self.steered.append(first(out))),
-        ]
-
-    def stop(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return byte_tokenizer()
@@ -112,7 +96,7 @@ def run(model: torch.nn.Module, tokenizer, **patch_kwargs: object) -> tuple[Reco
         recorder = Recorder(find_blocks(model).blocks[STEERED])
         model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
                        min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=0)
-        recorder.stop()
+        recorder.masks()  # takes its hooks off
     return recorder, handle
 
 
