@@ -21,6 +21,7 @@ from tiny_models import (
 
 import l2v_hub
 from l2v_hub import L2VHubError
+from l2v_hub.errors import ArgumentError
 from l2v_hub.metadata import POSITIONS
 
 BLOCK = 2
@@ -159,9 +160,9 @@ def test_beam_search_is_the_same_with_and_without_the_cache() -> None:
 def test_a_4d_mask_outside_generate_is_refused() -> None:
     model = build("llama")
     with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS)):
-        with pytest.raises(L2VHubError, match="needs a 2D attention_mask"):
+        with pytest.raises(ArgumentError, match="needs a 2D attention_mask"):
             model(input_ids=torch.tensor([[5, 6]]), attention_mask=torch.ones(1, 1, 2, 2))
-        with pytest.raises(L2VHubError, match="must cover the cached tokens"):
+        with pytest.raises(ArgumentError, match="must cover the cached tokens"):
             model(input_ids=torch.tensor([[5, 6]]), attention_mask=torch.ones(1, 1))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..errors import L2VHubError
+from ..errors import ArgumentError, L2VHubError
 
 __all__ = ["BLOCK_PATHS", "KNOWN_PATHS", "DecoderBlocks", "TextDims", "find_blocks", "text_dims"]
 
@@ -75,7 +75,7 @@ def text_dims(model: nn.Module) -> TextDims:
     """Hidden size and block count of ``model``'s text decoder (works on 5.x and 4.51)."""
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "get_text_config"):
-        raise L2VHubError(
+        raise ArgumentError(
             f"{type(model).__name__} has no transformers config; l2v_hub.patch needs a "
             "transformers model (a PreTrainedModel)"
         )
@@ -83,7 +83,7 @@ def text_dims(model: nn.Module) -> TextDims:
     hidden = getattr(text, "hidden_size", None)
     layers = getattr(text, "num_hidden_layers", None)
     if not isinstance(hidden, int) or not isinstance(layers, int):
-        raise L2VHubError(
+        raise ArgumentError(
             f"the text config of {type(model).__name__} (model_type "
             f"{getattr(config, 'model_type', None)!r}) has no integer hidden_size / "
             f"num_hidden_layers (got {hidden!r} / {layers!r})"
@@ -134,11 +134,11 @@ def find_blocks(model: nn.Module, layers_path: str | None = None) -> DecoderBloc
     num_layers = text_dims(model).num_layers
     if layers_path is not None:
         if not isinstance(layers_path, str) or not layers_path:
-            raise L2VHubError(f"layers_path must be a dotted attribute path, got {layers_path!r}")
+            raise ArgumentError(f"layers_path must be a dotted attribute path, got {layers_path!r}")
         found = _resolve(model, layers_path)
         problem = _check(found, num_layers)
         if problem:
-            raise L2VHubError(f"layers_path={layers_path!r} on {type(model).__name__}: {problem}")
+            raise ArgumentError(f"layers_path={layers_path!r} on {type(model).__name__}: {problem}")
         return DecoderBlocks(layers_path, found)  # type: ignore[arg-type]
     model_type = getattr(model.config, "model_type", None)
     candidates = [(p, _resolve(model, p)) for p in BLOCK_PATHS.get(model_type, ())]

@@ -21,7 +21,13 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from ..errors import IncompatiblePackError, L2VHubError, PackError, PackNotFoundError
+from ..errors import (
+    ArgumentError,
+    IncompatiblePackError,
+    L2VHubError,
+    PackError,
+    PackNotFoundError,
+)
 from ..hub import identify_model, parse_ref, pull, resolve_pack
 from ..metadata import OPS, POSITIONS, check_model_id
 from ..pack import Pack, PathLike
@@ -79,7 +85,7 @@ class Patch:
     @enabled.setter
     def enabled(self, value: bool) -> None:
         if not isinstance(value, bool):
-            raise L2VHubError(f"enabled must be True or False, got {value!r}")
+            raise ArgumentError(f"enabled must be True or False, got {value!r}")
         self._controls.enabled = value
 
     @property
@@ -158,10 +164,10 @@ def _vector_for(block: nn.Module, direction: torch.Tensor) -> torch.Tensor:
 
 def _check_strength(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise L2VHubError(f"strength must be a number, got {value!r}")
+        raise ArgumentError(f"strength must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or abs(value) > MAX_STRENGTH:
-        raise L2VHubError(f"strength must be finite and within [-{MAX_STRENGTH}, {MAX_STRENGTH}] "
+        raise ArgumentError(f"strength must be finite and within [-{MAX_STRENGTH}, {MAX_STRENGTH}] "
                           f"(the paper uses 0.1 to 0.9), got {value}")
     return value
 
@@ -169,24 +175,24 @@ def _check_strength(value: Any) -> float:
 def _check_layers(layers: Any, num_layers: int) -> tuple[int, ...]:
     chosen = [layers] if isinstance(layers, int) else layers
     if not isinstance(chosen, Iterable) or isinstance(chosen, str | bytes):
-        raise L2VHubError(f"layers must be a block index or a list of them, got {layers!r}")
+        raise ArgumentError(f"layers must be a block index or a list of them, got {layers!r}")
     chosen = list(chosen)
     bad = [i for i in chosen if isinstance(i, bool) or not isinstance(i, int)]
     if bad or not chosen:
-        raise L2VHubError(f"layers must be a non-empty list of integer block indices, got {layers!r}")
+        raise ArgumentError(f"layers must be a non-empty list of integer block indices, got {layers!r}")
     outside = [i for i in chosen if not 0 <= i < num_layers]
     if outside:
-        raise L2VHubError(f"layers {outside} are outside the model's text blocks 0..{num_layers - 1} "
+        raise ArgumentError(f"layers {outside} are outside the model's text blocks 0..{num_layers - 1} "
                           "(indices are 0-based; negative indices are not accepted)")
     if len(set(chosen)) != len(chosen):
-        raise L2VHubError(f"layers {chosen} name a block twice")
+        raise ArgumentError(f"layers {chosen} name a block twice")
     return tuple(sorted(chosen))
 
 
 def _choice(value: str | None, default: str, name: str, allowed: tuple[str, ...]) -> str:
     chosen = default if value is None else value
     if chosen not in allowed:
-        raise L2VHubError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {chosen!r}")
+        raise ArgumentError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {chosen!r}")
     return chosen
 
 
@@ -256,7 +262,7 @@ def _resolve_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str 
     if pack is None:
         return resolve_pack(model, model_id=model_id, allow_discovery=allow_discovery)
     if not isinstance(pack, str | os.PathLike):
-        raise L2VHubError(f"pack must be a Pack, a pack folder, 'org/name[@revision]' or None, "
+        raise ArgumentError(f"pack must be a Pack, a pack folder, 'org/name[@revision]' or None, "
                           f"got {type(pack).__name__}")
     if Path(pack).is_dir() or not _is_hub_ref(pack):
         return Pack.from_pretrained(pack)  # a PackError names a missing or broken folder
@@ -301,7 +307,7 @@ def patch(
     the Hub be applied. See docs/loader.md for the semantics of ``op`` and ``positions``.
     """
     if not isinstance(model, nn.Module):
-        raise L2VHubError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     resolved = _resolve_pack(pack, model, model_id, allow_discovery)
     _check_fit(model, resolved, model_id, strict)
     num_layers = resolved.target.num_layers

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..errors import L2VHubError
+from ..errors import ArgumentError, L2VHubError
 
 __all__ = ["PositionTracker", "select"]
 
@@ -34,7 +34,7 @@ def select(policy: str, pos: torch.Tensor, prompt: int | torch.Tensor) -> torch.
         return (pos == 0) | (pos >= prompt)
     if policy == "prompt_last":
         return pos == prompt - 1
-    raise L2VHubError(f"unknown positions policy {policy!r}")
+    raise ArgumentError(f"unknown positions policy {policy!r}")
 
 
 def _count(policy: str, start: int, stop: int, prompt: int) -> int:
@@ -109,7 +109,7 @@ class PositionTracker(threading.local):
         if tokens is None:
             tokens = self._arg(args, kwargs, "inputs_embeds")
         if not isinstance(tokens, torch.Tensor) or tokens.ndim < 2:
-            raise L2VHubError(
+            raise ArgumentError(
                 f"a patched {type(module).__name__} needs input_ids or inputs_embeds of shape "
                 "[batch, tokens, ...] to know which positions to steer"
             )
@@ -129,7 +129,7 @@ class PositionTracker(threading.local):
             self._from_columns(cache, self._arg(args, kwargs, "cache_position"), tokens.device,
                                batch, length, self._padding_for(batch, tokens.device))
         else:
-            raise L2VHubError(
+            raise ArgumentError(
                 f"a patched model needs a 2D attention_mask [batch, past + new tokens] (or none) "
                 f"to know which positions to steer; got a {type(mask).__name__} of shape "
                 f"{tuple(getattr(mask, 'shape', ()))}. 4D masks are supported inside generate only"
@@ -156,7 +156,7 @@ class PositionTracker(threading.local):
         else:
             fresh = past == 0
         if not fresh and self._prompt is not None and batch != self._batch:
-            raise L2VHubError(
+            raise ArgumentError(
                 f"the batch changed from {self._batch} to {batch} rows while continuing from a "
                 "cache; start the new batch with a fresh cache"
             )
@@ -165,7 +165,7 @@ class PositionTracker(threading.local):
 
     def _from_mask(self, mask: torch.Tensor, batch: int, length: int) -> None:
         if mask.shape[1] < length:
-            raise L2VHubError(
+            raise ArgumentError(
                 f"attention_mask has {mask.shape[1]} columns for {length} new tokens; it must "
                 "cover the cached tokens too (HF convention: [batch, past + new])"
             )
