@@ -59,6 +59,24 @@ def _cache_length(cache: Any) -> int:
     raise L2VHubError(f"cannot read the length of a {type(cache).__name__} cache")
 
 
+def _given_prompt(args: tuple[Any, ...], kwargs: dict[str, Any],
+                  mask: torch.Tensor | None) -> int | torch.Tensor | None:
+    """The prompt length of a ``generate`` call, from what it was given: the real tokens per row
+    (a ``[B, 1]`` tensor) when the 2D mask pads, else the width of the inputs (an int, so that a
+    decode step without a mask needs no mask tensor). None when generate got no token tensor."""
+    tokens = kwargs.get("inputs_embeds")
+    if tokens is None:
+        tokens = args[0] if args else kwargs.get("inputs", kwargs.get("input_ids"))
+    if not isinstance(tokens, torch.Tensor) or tokens.ndim < 2:
+        return None
+    if mask is not None:
+        if tuple(mask.shape) != tuple(tokens.shape[:2]):
+            return None  # not the usual layout: the first forward's mask decides, as before
+        if not bool(mask.all()):  # one host sync per generate call, not per step
+            return (mask != 0).sum(1, keepdim=True)
+    return int(tokens.shape[1])
+
+
 class PositionTracker(threading.local):
     """A forward pre-hook for the patched model plus a wrapper for its ``generate``.
 
@@ -75,6 +93,7 @@ class PositionTracker(threading.local):
         self._generating = 0
         self._prompt_pending = False
         self._generate_mask: torch.Tensor | None = None  # the 2D mask given to generate
+        self._given: int | torch.Tensor | None = None  # the prompt length given to generate
         self._prompt: int | torch.Tensor | None = None  # prompt length, one per row if a tensor
         self._batch = 0
         self._shape: tuple[int, int] | None = None
@@ -94,6 +113,7 @@ class PositionTracker(threading.local):
         def generate_steered(*args: Any, **kwargs: Any) -> Any:
             mask = kwargs.get("attention_mask")
             self._generate_mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+            self._given = _given_prompt(args, kwargs, self._generate_mask)
             self._generating += 1
             self._prompt_pending = True
             try:
@@ -150,6 +170,18 @@ class PositionTracker(threading.local):
         self._generate_mask = padded
         return padded
 
+    def _given_for(self, batch: int, device: torch.device) -> int | torch.Tensor | None:
+        """The prompt length generate was given, for the first forward of a generate call (None
+        outside generate): assisted decoding and prompt lookup put draft tokens in that forward,
+        so its width is not the prompt's."""
+        given = self._given if self._generating else None
+        if not isinstance(given, torch.Tensor):
+            return given
+        given = given.to(device)
+        if given.shape[0] != batch and batch % given.shape[0] == 0:  # beams, return sequences
+            given = given.repeat_interleave(batch // given.shape[0], dim=0)
+        return given
+
     def _starts_prompt(self, past: int, batch: int) -> bool:
         if self._generating:
             fresh, self._prompt_pending = self._prompt_pending, False
@@ -172,7 +204,8 @@ class PositionTracker(threading.local):
         real = mask != 0
         seen = real.cumsum(1)
         if self._starts_prompt(mask.shape[1] - length, batch):
-            self._prompt = seen[:, -1:]
+            given = self._given_for(batch, mask.device)
+            self._prompt = seen[:, -1:] if given is None else given
         steer = select(self.policy, seen[:, -length:] - 1, self._prompt) & real[:, -length:]
         self._mask = steer.unsqueeze(-1)
 
@@ -185,7 +218,10 @@ class PositionTracker(threading.local):
         else:
             start, columns = _cache_length(cache), None
         if self._starts_prompt(start or 0, batch):
-            if padded is not None:
+            given = self._given_for(batch, device)
+            if given is not None:
+                self._prompt = given
+            elif padded is not None:
                 self._prompt = padded.sum(1, keepdim=True)
             else:
                 self._prompt = start + length if columns is None else columns[:, -1:] + 1
