@@ -31,10 +31,11 @@ from ..errors import (
 from ..hub import identify_model, parse_ref, pull, resolve_pack
 from ..metadata import OPS, POSITIONS, check_model_id
 from ..pack import Pack, PathLike
+from .hooks import SteeredGenerate, remove_steering, steering_hooks
 from .layers import find_blocks, text_dims
 from .positions import PositionTracker
 from .scale import measure_scales
-from .steer import BlockSteerer, Controls
+from .steer import BlockSteerer, Controls, vector_for
 
 __all__ = ["MAX_STRENGTH", "Patch", "patch", "unpatch"]
 
@@ -131,12 +132,12 @@ class Patch:
             self._hold(model, model.register_forward_pre_hook(tracker.before_forward,
                                                               with_kwargs=True))
             for i in self.layers:
-                vector = _vector_for(blocks[i], self.pack.directions[i] * self.scales[i])
+                vector = vector_for(blocks[i], self.pack.directions[i] * self.scales[i])
                 steerer = BlockSteerer(self.op, vector, self._controls, tracker)
                 self._hold(blocks[i], blocks[i].register_forward_hook(steerer))
             if callable(getattr(model, "generate", None)):
                 self._previous_generate = vars(model).get("generate", _MISSING)
-                self._generate = tracker.wrap_generate(model.generate)
+                self._generate = SteeredGenerate(tracker, model.generate)
                 model.generate = self._generate
         except BaseException:
             self.remove()
@@ -146,20 +147,6 @@ class Patch:
         self._handles.append(handle)
         self._modules.append(module)
         _ACTIVE[module] = self
-
-
-def _vector_for(block: nn.Module, direction: torch.Tensor) -> torch.Tensor:
-    """s_i * v_i in float32 (the ops compute in float32) on the device the block computes on
-    (once, at patch time)."""
-    weight = next((p for p in block.parameters() if p.is_floating_point()), None)
-    device = direction.device if weight is None else weight.device
-    if device.type == "meta":  # accelerate offloading: the weights arrive at run time
-        hooks = (getattr(m, "_hf_hook", None) for m in block.modules())
-        found = next((h.execution_device for h in hooks
-                      if getattr(h, "execution_device", None) is not None), None)
-        device = torch.device(found) if found is not None else direction.device
-    with torch.inference_mode(False), torch.no_grad():
-        return direction.detach().to(device=device, dtype=torch.float32, copy=True)
 
 
 def _check_strength(value: Any) -> float:
@@ -320,6 +307,9 @@ def patch(
     if taken:
         raise L2VHubError(f"{type(model).__name__} is already patched by {taken.pop()!r}; call "
                           "its .remove() or l2v_hub.unpatch(model) first")
+    if steering_hooks(model) or any(steering_hooks(b) for b in found.blocks):
+        raise L2VHubError(f"{type(model).__name__} is a copy of a patched model (it steers "
+                          "already, with no Patch handle); call l2v_hub.unpatch(model) first")
     scales, origin = _scales(model, resolved, tokenizer, layers_path)
     handle = Patch(model, resolved, chosen, op, positions, lam, found.path, scales, origin)
     handle._apply(model, found.blocks)
@@ -327,8 +317,9 @@ def patch(
 
 
 def unpatch(model: nn.Module) -> int:
-    """Remove every patch on ``model`` or any of its modules; return how many were removed."""
+    """Remove every patch on ``model`` or any of its modules, also the steering a copy of a
+    patched model carries without a handle; return how many were removed."""
     patches = {id(p): p for m in model.modules() if (p := _ACTIVE.get(m)) is not None}
     for p in patches.values():
         p.remove()
-    return len(patches)
+    return len(patches) + int(remove_steering(model))

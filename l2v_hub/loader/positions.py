@@ -86,9 +86,10 @@ class PositionTracker(threading.local):
     in each thread), so threads generating on one patched model do not see each other's tokens.
     """
 
-    def __init__(self, policy: str, forward: Callable[..., Any]) -> None:
+    def __init__(self, policy: str, forward: Callable[..., Any] | Sequence[str]) -> None:
         self.policy = policy
-        names: Sequence[str] = list(inspect.signature(forward).parameters)
+        names: Sequence[str] = (list(inspect.signature(forward).parameters) if callable(forward)
+                                else list(forward))
         self._index = {name: i for i, name in enumerate(names)}
         self._generating = 0
         self._prompt_pending = False
@@ -99,6 +100,12 @@ class PositionTracker(threading.local):
         self._shape: tuple[int, int] | None = None
         self._mask: bool | torch.Tensor = False
         self._on_device: dict[torch.device, torch.Tensor] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A copy (deepcopy, pickle, torch.save of a patched model) is a fresh tracker with the same
+        # policy and forward signature: the state of a forward in progress is not copied, and the
+        # model's forward is not pickled with it.
+        return (PositionTracker, (self.policy, tuple(self._index)))
 
     def _arg(self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
         if name in kwargs:

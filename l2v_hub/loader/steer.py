@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import L2VHubError
 from .positions import PositionTracker
 
-__all__ = ["OPERATIONS", "BlockSteerer", "Controls", "add", "norm_preserving_add"]
+__all__ = ["OPERATIONS", "BlockSteerer", "Controls", "add", "norm_preserving_add", "vector_for"]
 
 
 _TINY = torch.finfo(torch.float32).tiny
@@ -130,3 +131,17 @@ class BlockSteerer:
         if mask is not True:
             steered = torch.where(mask, steered, hidden)
         return (steered, *output[1:]) if isinstance(output, tuple) else steered
+
+
+def vector_for(block: nn.Module, direction: torch.Tensor) -> torch.Tensor:
+    """s_i * v_i in float32 (the ops compute in float32) on the device the block computes on
+    (once, at patch time)."""
+    weight = next((p for p in block.parameters() if p.is_floating_point()), None)
+    device = direction.device if weight is None else weight.device
+    if device.type == "meta":  # accelerate offloading: the weights arrive at run time
+        hooks = (getattr(m, "_hf_hook", None) for m in block.modules())
+        found = next((h.execution_device for h in hooks
+                      if getattr(h, "execution_device", None) is not None), None)
+        device = torch.device(found) if found is not None else direction.device
+    with torch.inference_mode(False), torch.no_grad():
+        return direction.detach().to(device=device, dtype=torch.float32, copy=True)
