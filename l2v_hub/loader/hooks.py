@@ -1,6 +1,6 @@
 """What ``patch`` adds to a model, recognised on the model itself (so also on its copies).
 
-A patched model holds three kinds of l2v-hub objects: the position tracker's forward pre-hook,
+A patched model holds three kinds of l2v-hub objects: the position tracker's ``TrackerHook``,
 one ``BlockSteerer`` per steered block and a ``SteeredGenerate`` instance attribute. All of them
 pickle and deep-copy, so ``copy.deepcopy``, ``pickle`` and ``torch.save`` of a patched model give
 an independent patched model (docs/loader.md, "Copies"): its own tracker (fresh per-forward
@@ -13,16 +13,36 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from .positions import PositionTracker
 from .steer import BlockSteerer
 
-__all__ = ["SteeredGenerate", "remove_steering", "steering_hooks"]
+__all__ = ["SteeredGenerate", "TrackerHook", "remove_steering", "steering_hooks"]
 
 # Where nn.Module keeps a hook by its id (RemovableHandle.remove deletes from the same dicts).
 _HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
                "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs")
+
+
+class TrackerHook:
+    """The patched model's forward pre-hook: the tracker's ``before_forward``, never compiled.
+
+    It runs eagerly even inside ``torch.compile(model)`` / ``model.compile()``: it writes per-thread
+    state, which compiled code would drop (docs/loader.md, torch.compile). A class so that it
+    pickles: the ``torch.compiler.disable`` wrapper is rebuilt, not copied.
+    """
+
+    def __init__(self, tracker: PositionTracker) -> None:
+        self.tracker = tracker
+        self._run = torch.compiler.disable(tracker.before_forward, recursive=True)
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        return self._run(module, args, kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TrackerHook, (self.tracker,))
 
 
 class SteeredGenerate:
@@ -47,8 +67,7 @@ class SteeredGenerate:
 
 
 def _is_steering(hook: Any) -> bool:
-    return isinstance(hook, BlockSteerer) or isinstance(getattr(hook, "__self__", None),
-                                                        PositionTracker)
+    return isinstance(hook, BlockSteerer | TrackerHook)
 
 
 def steering_hooks(model: nn.Module) -> list[tuple[nn.Module, int]]:

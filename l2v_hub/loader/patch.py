@@ -31,7 +31,8 @@ from ..errors import (
 from ..hub import identify_model, parse_ref, pull, resolve_pack
 from ..metadata import OPS, POSITIONS, check_model_id
 from ..pack import Pack, PathLike
-from .hooks import SteeredGenerate, remove_steering, steering_hooks
+from .compiled import forget_compiled_code, unwrap_compiled
+from .hooks import SteeredGenerate, TrackerHook, remove_steering, steering_hooks
 from .layers import find_blocks, text_dims
 from .positions import PositionTracker
 from .scale import measure_scales
@@ -129,7 +130,7 @@ class Patch:
     def _apply(self, model: nn.Module, blocks: nn.ModuleList) -> None:
         tracker = PositionTracker(self.positions, model.forward)
         try:
-            self._hold(model, model.register_forward_pre_hook(tracker.before_forward,
+            self._hold(model, model.register_forward_pre_hook(TrackerHook(tracker),
                                                               with_kwargs=True))
             for i in self.layers:
                 vector = vector_for(blocks[i], self.pack.directions[i] * self.scales[i])
@@ -295,6 +296,7 @@ def patch(
     """
     if not isinstance(model, nn.Module):
         raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = unwrap_compiled(model)
     resolved = _resolve_pack(pack, model, model_id, allow_discovery)
     _check_fit(model, resolved, model_id, strict)
     num_layers = resolved.target.num_layers
@@ -313,12 +315,14 @@ def patch(
     scales, origin = _scales(model, resolved, tokenizer, layers_path)
     handle = Patch(model, resolved, chosen, op, positions, lam, found.path, scales, origin)
     handle._apply(model, found.blocks)
+    forget_compiled_code(model)
     return handle
 
 
 def unpatch(model: nn.Module) -> int:
     """Remove every patch on ``model`` or any of its modules, also the steering a copy of a
     patched model carries without a handle; return how many were removed."""
+    model = unwrap_compiled(model)
     patches = {id(p): p for m in model.modules() if (p := _ACTIVE.get(m)) is not None}
     for p in patches.values():
         p.remove()
