@@ -344,3 +344,15 @@ def test_the_push_is_strength_times_the_stored_s_i(model: torch.nn.Module) -> No
         doubled = logits(model)
     with l2v_hub.patch(model, tiny_pack(scale=1.0), layers=STEERED, strength=0.5):
         torch.testing.assert_close(logits(model), doubled, atol=1e-6, rtol=0)
+
+
+def test_a_model_from_a_local_folder_warns_naming_the_pack_target(tmp_path) -> None:
+    import transformers
+
+    build("llama").save_pretrained(tmp_path / "local")
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "local")
+    with pytest.warns(UserWarning, match=r"no Hub id in name_or_path.*is for org/the-model"):
+        l2v_hub.patch(model, tiny_pack(target_id="org/the-model")).remove()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        l2v_hub.patch(model, tiny_pack(target_id="org/the-model"), model_id="org/the-model").remove()

@@ -209,6 +209,8 @@ def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool)
     if found is not None and found.casefold() == target.model_id.casefold():
         return
     if found is None:
+        # A local folder or a model built from a config: any pack of the same shape fits, so the
+        # user is told which model the pack was made for (a warning, not an info log).
         message = (f"cannot tell which model this is (no Hub id in name_or_path); pack "
                    f"{pack.name!r} is for {target.model_id}: pass model_id= to check it")
     else:
@@ -216,10 +218,8 @@ def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool)
                    "(same text dimensions)")
     if strict:
         raise IncompatiblePackError(message + "; strict=True refuses it, the model is untouched")
-    if found is None:
-        logger.info(message)
-    else:
-        warnings.warn(message + "; pass strict=True to refuse such a pack", stacklevel=3)
+    warnings.warn(message + ("; pass strict=True to refuse such a pack" if found else ""),
+                  stacklevel=3)
 
 
 def _scales(model: nn.Module, pack: Pack, tokenizer: Any, layers_path: str | None
