@@ -135,6 +135,8 @@ REFUSED: dict[str, str] = {
     "hunyuan_vl": _NOT_BUILT.format("no rope theta"),
     "evolla": "a protein-text model, not loadable as an image-text-to-text model; not supported",
     "pi0": "a robot action model (its config has no text decoder depth); not supported",
+    "pixtral": ("transformers 4.51 lists Pixtral's vision encoder config; Pixtral models load as "
+                "llava (supported); not a model by itself"),
     "fast_vlm": _TIMM,
     "gemma3n": _TIMM,
     "perception_lm": _TIMM,
