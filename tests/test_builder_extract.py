@@ -102,6 +102,20 @@ def test_batch_size_does_not_change_the_result() -> None:
     torch.testing.assert_close(one.directions, many.directions, rtol=1e-4, atol=1e-5)
 
 
+def test_a_source_llm_offloaded_by_accelerate_gives_the_same_directions() -> None:
+    """cpu_offload leaves every weight on 'meta' until its forward: inputs go to the execution
+    device, not to the embedding's ('meta'), which raised "Cannot copy out of meta tensor"."""
+    import accelerate
+
+    tokens = tokenize_pairs(PairSet("b", "response", builtin_pairs().pairs[:8]), byte_tokenizer())
+    reference = extract(tiny_llama(seed=6), tokens, batch_size=4, progress=False)
+    offloaded = tiny_llama(seed=6)
+    accelerate.cpu_offload(offloaded, execution_device=torch.device("cpu"))
+    assert offloaded.get_input_embeddings().weight.device.type == "meta"
+    result = extract(offloaded, tokens, batch_size=4, progress=False)
+    torch.testing.assert_close(result.directions, reference.directions, rtol=1e-5, atol=1e-6)
+
+
 def test_mean_difference_matches_unbatched_hidden_states() -> None:
     """Against transformers' own output_hidden_states, one text at a time (index l+1 = block l)."""
     model = tiny_llama(seed=5)

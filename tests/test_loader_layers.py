@@ -9,6 +9,7 @@ import transformers
 from tiny_models import HIDDEN, LAYERS, build, model_type_params
 
 from l2v_hub import L2VHubError
+from l2v_hub.errors import ArgumentError
 from l2v_hub.loader import BLOCK_PATHS, find_blocks, text_dims
 
 
@@ -84,9 +85,9 @@ def test_unknown_model_lists_what_was_tried_and_how_to_pass_layers_path() -> Non
 def test_layers_path_is_used_and_checked() -> None:
     model = Wrapped()
     assert find_blocks(model, "backbone.stack").blocks is model.backbone.stack
-    with pytest.raises(L2VHubError, match="8 blocks, the text config says 3"):
+    with pytest.raises(ArgumentError, match="8 blocks, the text config says 3"):
         find_blocks(model, "vision")
-    with pytest.raises(L2VHubError, match="a Module, not a module list"):
+    with pytest.raises(ArgumentError, match="a Module, not a module list"):
         find_blocks(model, "backbone")
 
 
@@ -101,5 +102,5 @@ def test_a_type_outside_the_table_is_found_through_get_decoder_or_known_paths() 
 
 
 def test_a_module_without_a_transformers_config_is_refused() -> None:
-    with pytest.raises(L2VHubError, match="has no transformers config"):
+    with pytest.raises(ArgumentError, match="has no transformers config"):
         text_dims(torch.nn.Linear(2, 2))

@@ -21,7 +21,7 @@ from tiny_models import (
 
 import l2v_hub
 from l2v_hub import IncompatiblePackError, L2VHubError, Pack, PackError
-from l2v_hub.errors import PackNotFoundError
+from l2v_hub.errors import ArgumentError, PackNotFoundError
 from l2v_hub.loader.patch import MAX_STRENGTH
 
 # Blocks 0 and 2: Mllama's block 1 is a cross-attention block, which text-only inputs skip.
@@ -154,7 +154,7 @@ def test_a_missing_folder_or_a_wrong_type_is_named(model: torch.nn.Module, tmp_p
         l2v_hub.patch(model, tmp_path / "missing")
     with pytest.raises(PackError, match="no pack folder at"):
         l2v_hub.patch(model, "./missing-pack")
-    with pytest.raises(L2VHubError, match=r"pack must be a Pack, a pack folder.*got int"):
+    with pytest.raises(ArgumentError, match=r"pack must be a Pack, a pack folder.*got int"):
         l2v_hub.patch(model, 3)  # type: ignore[arg-type]
     assert hook_count(model) == 0
 
@@ -179,12 +179,15 @@ def test_a_missing_folder_or_a_wrong_type_is_named(model: torch.nn.Module, tmp_p
         ({"model_id": "../etc"}, "model_id must be a Hub repo id"),
     ],
 )
-def test_bad_arguments_raise_before_the_model_is_touched(
+def test_bad_arguments_raise_a_value_error_before_the_model_is_touched(
     model: torch.nn.Module, kwargs: dict, message: str
 ) -> None:
     before = logits(model)
-    with pytest.raises(L2VHubError, match=message):
+    # ArgumentError (PackError for a malformed model_id): both are ValueErrors, so plain
+    # `except ValueError` code catches a bad argument.
+    with pytest.raises(ValueError, match=message) as err:
         l2v_hub.patch(model, tiny_pack(), **kwargs)
+    assert isinstance(err.value, ArgumentError if "model_id" not in kwargs else PackError)
     assert hook_count(model) == 0 and "generate" not in vars(model)
     assert torch.equal(logits(model), before)
 
@@ -249,9 +252,9 @@ def test_strength_and_enabled_change_without_repatching(model: torch.nn.Module) 
         assert torch.equal(logits(model), before)
         handle.enabled = True
         assert torch.equal(logits(model), half)
-        with pytest.raises(L2VHubError, match="strength must be finite"):
+        with pytest.raises(ArgumentError, match="strength must be finite"):
             handle.strength = float("nan")
-        with pytest.raises(L2VHubError, match="enabled must be True or False"):
+        with pytest.raises(ArgumentError, match="enabled must be True or False"):
             handle.enabled = 1  # type: ignore[assignment]
         assert "enabled" in repr(handle)
     assert "removed" in repr(handle)
@@ -341,3 +344,15 @@ def test_the_push_is_strength_times_the_stored_s_i(model: torch.nn.Module) -> No
         doubled = logits(model)
     with l2v_hub.patch(model, tiny_pack(scale=1.0), layers=STEERED, strength=0.5):
         torch.testing.assert_close(logits(model), doubled, atol=1e-6, rtol=0)
+
+
+def test_a_model_from_a_local_folder_warns_naming_the_pack_target(tmp_path) -> None:
+    import transformers
+
+    build("llama").save_pretrained(tmp_path / "local")
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "local")
+    with pytest.warns(UserWarning, match=r"no Hub id in name_or_path.*is for org/the-model"):
+        l2v_hub.patch(model, tiny_pack(target_id="org/the-model")).remove()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        l2v_hub.patch(model, tiny_pack(target_id="org/the-model"), model_id="org/the-model").remove()

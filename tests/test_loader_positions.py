@@ -21,6 +21,7 @@ from tiny_models import (
 
 import l2v_hub
 from l2v_hub import L2VHubError
+from l2v_hub.errors import ArgumentError
 from l2v_hub.metadata import POSITIONS
 
 BLOCK = 2
@@ -117,6 +118,44 @@ def test_image_tokens_count_as_positions(policy: str) -> None:
             torch.testing.assert_close(a[row], c[row], atol=1e-4, rtol=0)
 
 
+# Issue 12: prompt lookup finds "5 6 7" earlier in this prompt, so the first forward of generate
+# holds the 11 prompt tokens and 3 draft tokens.
+LOOKUP_PROMPT = [5, 6, 7, 8, 5, 6, 7, 8, 5, 6, 7]
+
+
+def assisted_modes() -> dict[str, dict]:
+    return {"prompt lookup": {"prompt_lookup_num_tokens": 3},
+            "assistant model": {"assistant_model": build("llama", seed=1)}}
+
+
+@pytest.mark.parametrize("mode", ["prompt lookup", "assistant model"])
+@pytest.mark.parametrize("policy", POSITIONS)
+def test_assisted_generation_steers_what_plain_greedy_steers(mode: str, policy: str) -> None:
+    """Greedy assisted decoding is lossless: the same tokens and logits as plain greedy, which
+    holds only if the prompt length comes from what generate was given (11), not from the width of
+    its first forward (14, with the drafts)."""
+    model = build("llama")
+    ids = torch.tensor([LOOKUP_PROMPT])
+    with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS), layers=[0, BLOCK], strength=0.8,
+                       positions=policy):
+        plain = generate(model, ids, new_tokens=6)
+        recorder = Recorder(l2v_hub.loader.find_blocks(model).blocks[BLOCK])
+        assisted = generate(model, ids, new_tokens=6, **assisted_modes()[mode])
+        observed = recorder.masks()
+    assert observed[0].shape[1] > len(LOOKUP_PROMPT)  # drafts were verified with the prompt
+    assert torch.equal(assisted.sequences, plain.sequences)
+    for step, (a, b) in enumerate(zip(assisted.logits, plain.logits, strict=True)):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0, msg=f"step {step}")
+    first = observed[0][0].nonzero().flatten().tolist()
+    prompt = len(LOOKUP_PROMPT)
+    want = {"all": list(range(observed[0].shape[1])), "prompt_last": [prompt - 1],
+            "generated": list(range(prompt, observed[0].shape[1])),
+            "first_and_generated": [0, *range(prompt, observed[0].shape[1])]}[policy]
+    assert first == want
+    if policy == "prompt_last":  # position 10, once: never again after a crop
+        assert sum(int(m.sum()) for m in observed) == 1
+
+
 def _cache_kwarg(model: torch.nn.Module) -> str:
     import inspect
 
@@ -159,9 +198,9 @@ def test_beam_search_is_the_same_with_and_without_the_cache() -> None:
 def test_a_4d_mask_outside_generate_is_refused() -> None:
     model = build("llama")
     with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS)):
-        with pytest.raises(L2VHubError, match="needs a 2D attention_mask"):
+        with pytest.raises(ArgumentError, match="needs a 2D attention_mask"):
             model(input_ids=torch.tensor([[5, 6]]), attention_mask=torch.ones(1, 1, 2, 2))
-        with pytest.raises(L2VHubError, match="must cover the cached tokens"):
+        with pytest.raises(ArgumentError, match="must cover the cached tokens"):
             model(input_ids=torch.tensor([[5, 6]]), attention_mask=torch.ones(1, 1))
 
 

@@ -5,13 +5,15 @@ types."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l2v_hub.loader.positions import PositionTracker, select
-from l2v_hub.loader.steer import BlockSteerer, Controls, add, norm_preserving_add
+from l2v_hub.loader.steer import OPERATIONS, BlockSteerer, Controls, add, norm_preserving_add
 
 HALF = (torch.float16, torch.bfloat16)
 
@@ -122,6 +124,109 @@ def test_half_precision_is_computed_in_float32_and_cast_back(dtype: torch.dtype,
     if op is norm_preserving_add:
         torch.testing.assert_close(got.double().norm(dim=-1), h.double().norm(dim=-1),
                                    rtol=2 * eps, atol=0)
+
+
+# Issue 12's fp16 inputs, translated to v2 (the push is absolute: the v1 push lambda * ||h|| * v
+# with ||h|| = 50000 and 70711 is p = [25000, 0] and [7071.07, 0]); the right values in fp16.
+EXACT_FP16 = [
+    ("norm_preserving_add", [30000.0, 40000.0], [25000.0, 0.0], [40448.0, 29408.0]),
+    ("norm_preserving_add", [50000.0, 50000.0], [7071.0678, 0.0], [53184.0, 46592.0]),
+    ("add", [30000.0, 40000.0], [25000.0, 0.0], [55008.0, 40000.0]),
+    ("add", [50000.0, 50000.0], [7071.0678, 0.0], [57056.0, 49984.0]),  # 50000 is 49984 in fp16
+]
+
+
+@pytest.mark.parametrize(("op", "h", "p", "want"), EXACT_FP16)
+def test_fp16_states_near_the_top_of_the_range_give_the_right_values(op, h, p, want) -> None:
+    # The v1 code computed ||h|| in fp16: [0, 0], NaN, [inf, nan].
+    state = torch.tensor([[h]], dtype=torch.float16)
+    got = OPERATIONS[op](state, torch.tensor(p))
+    assert got.dtype == torch.float16 and got[0, 0].tolist() == want
+    truth = reference(op, state, torch.tensor(p)).to(torch.float16)  # one rounding of the truth
+    assert torch.equal(got, truth)
+
+
+def reference(op: str, h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """The v2 formula in float64 (no overflow below 1e154)."""
+    return reference_npa(h, p) if op == "norm_preserving_add" else h.double() + p.double()
+
+
+FLOATS = (torch.float16, torch.bfloat16, torch.float32)
+
+
+@settings(max_examples=150, deadline=None)
+@given(dtype=st.sampled_from(FLOATS), op=st.sampled_from(sorted(OPERATIONS)),
+       seed=st.integers(0, 2**16), h_top=st.floats(0, 1), p_top=st.floats(0, 1),
+       strength=st.floats(-10, 10))
+def test_every_op_is_right_over_each_dtype_s_whole_finite_range(
+    dtype: torch.dtype, op: str, seed: int, h_top: float, p_top: float, strength: float
+) -> None:
+    """Magnitudes log-uniform from 2^-8 up to the dtype's largest finite value, for the state
+    and the push independently, against float64. Where the true result is beyond the dtype's range,
+    the documented behaviour: it saturates at +-max (never inf, never NaN)."""
+    info = torch.finfo(dtype)
+    top = math.log2(info.max)
+    h_mag, p_mag = (2.0 ** (-8 + (top + 8) * t) for t in (h_top, p_top))
+    h = states(seed, 1.0, hidden=8)
+    h = (h / h.abs().amax(-1, keepdim=True) * min(h_mag, info.max)).to(dtype)  # largest entry: h_mag
+    p = (strength / 10 * min(p_mag, torch.finfo(torch.float32).max)) * unit(8, seed=seed + 1)
+    got = OPERATIONS[op](h, p)
+    assert got.dtype == dtype and torch.isfinite(got).all()
+    want = reference(op, h, p).clamp(-info.max, info.max)
+    # float32 arithmetic on values scaled to <= 1, then one rounding to `dtype`: a few ulps of
+    # the token's largest input entry, absolute (small entries of a large token carry its error).
+    scale = torch.maximum(h.double().abs().amax(-1, keepdim=True), p.double().abs().amax())
+    tolerance = 4 * info.eps * scale + 4 * torch.finfo(torch.float32).eps * scale
+    assert ((got.double() - want).abs() <= tolerance).all()
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+def test_a_result_beyond_the_dtype_range_saturates_instead_of_becoming_inf(dtype) -> None:
+    top = torch.finfo(dtype).max
+    # A state of norm sqrt(2) * 0.9 max turned toward its first axis: that entry would be above
+    # max (the cast alone gives inf); it saturates, the other entry is the formula's.
+    h = torch.tensor([[[0.9 * top, 0.9 * top]]]).to(dtype)
+    p = torch.tensor([min(10 * top, torch.finfo(torch.float32).max), 0.0])
+    turned = norm_preserving_add(h, p)
+    truth = reference_npa(h, p)
+    assert truth[0, 0, 0] > top and turned[0, 0, 0].item() == top
+    torch.testing.assert_close(turned[0, 0, 1].double(), truth[0, 0, 1], rtol=torch.finfo(dtype).eps,
+                               atol=0)
+    assert add(h, p)[0, 0, 0].item() == top
+
+
+@pytest.mark.parametrize("residual", [5.7e4, 8e4], ids=["norm 5.7e4", "norm 8e4"])
+def test_a_whole_fp16_llama_near_the_top_of_its_range_is_steered_like_fp32(residual: float) -> None:
+    """Issue 12: residual norms ~5.7e4 gave logits off by 0.61 (and NaN at ~8e4). The residual
+    stream of a tiny Llama is its embedding plus small block outputs, so scaling the embeddings
+    sets its norm; s_i on that scale makes the push a real turn."""
+    from conftest import random_pack
+    from tiny_models import HIDDEN, LAYERS, build
+
+    import l2v_hub
+
+    model = build("llama")
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        emb.mul_(residual / emb.norm(dim=-1, keepdim=True))
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    pack = random_pack(HIDDEN, LAYERS, scale=residual / 3)
+
+    def run(m: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            plain = m(input_ids=ids).logits.float()
+            with l2v_hub.patch(m, pack, layers=[0, 1, 2], strength=1.0, op="norm_preserving_add",
+                               positions="all"):
+                steered = m(input_ids=ids).logits.float()
+        return plain, steered
+
+    plain32, steered32 = run(model)
+    plain16, steered16 = run(model.half())
+    assert torch.isfinite(steered16).all()
+    assert (steered32 - plain32).abs().max() > 0.1  # the push is a real change
+    # fp16 keeps 11 bits: the same error unpatched and patched.
+    unpatched_error = float((plain16 - plain32).abs().max())
+    torch.testing.assert_close(steered16, steered32, atol=max(0.05, 2 * unpatched_error), rtol=0)
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)

@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 
 from ..errors import BuildError
 
-__all__ = ["Batch", "Extraction", "ExtractionMethod", "extract", "make_batches", "run_forward"]
+__all__ = [
+    "Batch", "Extraction", "ExtractionMethod", "extract", "input_device", "make_batches", "run_forward",
+]
 
 log = logging.getLogger(__name__)
 ExtractionMethod = Literal["mean-diff", "pca"]
@@ -120,9 +122,23 @@ def _forward_kwargs(model: torch.nn.Module) -> dict[str, Any]:
     return {"use_cache": False}
 
 
+def input_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's inputs go: its embedding's device, or, for weights offloaded by accelerate
+    (on ``meta`` until each forward), the execution device of its accelerate hook."""
+    embedding = model.get_input_embeddings()
+    device = embedding.weight.device
+    if device.type != "meta":
+        return device
+    for module in (embedding, model, *model.modules()):
+        found = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+        if found is not None:
+            return torch.device(found)
+    return torch.device("cpu")
+
+
 def run_forward(model: torch.nn.Module, batch: Batch, device: torch.device | None = None) -> Any:
     """The exact forward pass the builder runs for ``batch`` (also the benchmark's baseline)."""
-    device = device or model.get_input_embeddings().weight.device
+    device = device or input_device(model)
     return model(
         input_ids=batch.input_ids.to(device),
         attention_mask=batch.attention_mask.to(device),
@@ -192,7 +208,7 @@ def extract(
     if probe_block is not None and not 0 <= probe_block < count:
         raise BuildError(f"probe_block must be in [0, {count - 1}], got {probe_block}")
     batches = make_batches(token_pairs, batch_size, pad_token_id=pad_token_id, padding_side=padding_side)
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)
     signed_sum = torch.zeros(count, hidden, dtype=torch.float32, device=device)
     norm_sum = torch.zeros(count, dtype=torch.float64, device=device)
     keep = keep_differences or method == "pca"

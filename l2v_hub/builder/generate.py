@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .extract import input_device
 from .pairs import (
     COT_INSTRUCTION,
     DIRECT_INSTRUCTION,
@@ -25,7 +26,7 @@ def _answers(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
              batch_size: int, progress: bool, label: str) -> list[str]:
     special = not getattr(tokenizer, "chat_template", None)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    device = model.get_input_embeddings().weight.device
+    device = input_device(model)  # also for an accelerate-offloaded model (weights on meta)
     out: list[str] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=label, disable=not progress):
         rows = [tokenizer(p, add_special_tokens=special)["input_ids"] for p in prompts[start : start + batch_size]]

@@ -12,33 +12,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..errors import L2VHubError
+from ..errors import ArgumentError, L2VHubError
+from .families import BLOCK_PATHS, ENCODER_DECODER, REFUSED
 
-__all__ = ["BLOCK_PATHS", "KNOWN_PATHS", "DecoderBlocks", "TextDims", "find_blocks", "text_dims"]
+__all__ = [
+    "BLOCK_PATHS", "KNOWN_PATHS", "REFUSED", "DecoderBlocks", "TextDims", "find_blocks", "text_dims",
+]
 
-# model_type -> dotted paths from the top-level model to the text decoder's block list, newest
-# transformers first. Every entry is exercised by tests/test_loader_layers.py on both versions.
-_LANGUAGE_MODEL = ("model.language_model.layers", "language_model.model.layers")
-BLOCK_PATHS: dict[str, tuple[str, ...]] = {
-    "llama": ("model.layers",),
-    "qwen2": ("model.layers",),
-    "mistral": ("model.layers",),
-    "phi3": ("model.layers",),
-    "gemma2": ("model.layers",),
-    "gpt2": ("transformer.h",),
-    # Qwen2-VL / Qwen2.5-VL: 4.51 keeps the text decoder at model.layers.
-    "qwen2_vl": ("model.language_model.layers", "model.layers"),
-    "qwen2_5_vl": ("model.language_model.layers", "model.layers"),
-    "llava": _LANGUAGE_MODEL,
-    "llava_next": _LANGUAGE_MODEL,
-    "gemma3": _LANGUAGE_MODEL,
-    "paligemma": _LANGUAGE_MODEL,
-    # Mllama: the cross-attention blocks are in the list, as the model counts them.
-    "mllama": _LANGUAGE_MODEL,
-    "internvl": ("model.language_model.layers",),
-    "idefics3": ("model.text_model.layers",),
-    "smolvlm": ("model.text_model.layers",),
-}
 # Tried after the table and get_decoder(), for model types the table does not name.
 KNOWN_PATHS: tuple[str, ...] = (
     "model.language_model.layers",
@@ -75,7 +55,7 @@ def text_dims(model: nn.Module) -> TextDims:
     """Hidden size and block count of ``model``'s text decoder (works on 5.x and 4.51)."""
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "get_text_config"):
-        raise L2VHubError(
+        raise ArgumentError(
             f"{type(model).__name__} has no transformers config; l2v_hub.patch needs a "
             "transformers model (a PreTrainedModel)"
         )
@@ -83,7 +63,7 @@ def text_dims(model: nn.Module) -> TextDims:
     hidden = getattr(text, "hidden_size", None)
     layers = getattr(text, "num_hidden_layers", None)
     if not isinstance(hidden, int) or not isinstance(layers, int):
-        raise L2VHubError(
+        raise ArgumentError(
             f"the text config of {type(model).__name__} (model_type "
             f"{getattr(config, 'model_type', None)!r}) has no integer hidden_size / "
             f"num_hidden_layers (got {hidden!r} / {layers!r})"
@@ -129,16 +109,37 @@ def _decoder_candidates(model: nn.Module) -> list[tuple[str, object]]:
     ]
 
 
+def _is_encoder_decoder(model: nn.Module) -> bool:
+    config = getattr(model, "config", None)
+    if bool(getattr(config, "is_encoder_decoder", False)):
+        return True
+    text = config.get_text_config() if hasattr(config, "get_text_config") else None
+    return bool(getattr(text, "is_encoder_decoder", False))
+
+
+def _refuse_unsupported(model: nn.Module, layers_path: str | None) -> None:
+    """Refuse up front what would otherwise fail, or mis-steer, at the first forward: an
+    encoder-decoder model (always), a type listed in ``REFUSED`` (unless ``layers_path`` is given)."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if _is_encoder_decoder(model):
+        raise ArgumentError(f"{type(model).__name__} (model_type {model_type!r}) is "
+                            f"{ENCODER_DECODER}")
+    reason = REFUSED.get(model_type) if isinstance(model_type, str) else None
+    if reason is not None and layers_path is None:
+        raise ArgumentError(f"{type(model).__name__} (model_type {model_type!r}): {reason}")
+
+
 def find_blocks(model: nn.Module, layers_path: str | None = None) -> DecoderBlocks:
     """The text decoder's block list, or ``L2VHubError`` listing every place that was tried."""
+    _refuse_unsupported(model, layers_path)
     num_layers = text_dims(model).num_layers
     if layers_path is not None:
         if not isinstance(layers_path, str) or not layers_path:
-            raise L2VHubError(f"layers_path must be a dotted attribute path, got {layers_path!r}")
+            raise ArgumentError(f"layers_path must be a dotted attribute path, got {layers_path!r}")
         found = _resolve(model, layers_path)
         problem = _check(found, num_layers)
         if problem:
-            raise L2VHubError(f"layers_path={layers_path!r} on {type(model).__name__}: {problem}")
+            raise ArgumentError(f"layers_path={layers_path!r} on {type(model).__name__}: {problem}")
         return DecoderBlocks(layers_path, found)  # type: ignore[arg-type]
     model_type = getattr(model.config, "model_type", None)
     candidates = [(p, _resolve(model, p)) for p in BLOCK_PATHS.get(model_type, ())]

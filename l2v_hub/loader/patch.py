@@ -21,14 +21,22 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from ..errors import IncompatiblePackError, L2VHubError, PackError, PackNotFoundError
+from ..errors import (
+    ArgumentError,
+    IncompatiblePackError,
+    L2VHubError,
+    PackError,
+    PackNotFoundError,
+)
 from ..hub import identify_model, parse_ref, pull, resolve_pack
 from ..metadata import OPS, POSITIONS, check_model_id
 from ..pack import Pack, PathLike
+from .compiled import forget_compiled_code, unwrap_compiled
+from .hooks import SteeredGenerate, TrackerHook, remove_steering, steering_hooks
 from .layers import find_blocks, text_dims
 from .positions import PositionTracker
 from .scale import measure_scales
-from .steer import BlockSteerer, Controls
+from .steer import BlockSteerer, Controls, vector_for
 
 __all__ = ["MAX_STRENGTH", "Patch", "patch", "unpatch"]
 
@@ -79,7 +87,7 @@ class Patch:
     @enabled.setter
     def enabled(self, value: bool) -> None:
         if not isinstance(value, bool):
-            raise L2VHubError(f"enabled must be True or False, got {value!r}")
+            raise ArgumentError(f"enabled must be True or False, got {value!r}")
         self._controls.enabled = value
 
     @property
@@ -122,15 +130,15 @@ class Patch:
     def _apply(self, model: nn.Module, blocks: nn.ModuleList) -> None:
         tracker = PositionTracker(self.positions, model.forward)
         try:
-            self._hold(model, model.register_forward_pre_hook(tracker.before_forward,
+            self._hold(model, model.register_forward_pre_hook(TrackerHook(tracker),
                                                               with_kwargs=True))
             for i in self.layers:
-                vector = _vector_for(blocks[i], self.pack.directions[i] * self.scales[i])
+                vector = vector_for(blocks[i], self.pack.directions[i] * self.scales[i])
                 steerer = BlockSteerer(self.op, vector, self._controls, tracker)
                 self._hold(blocks[i], blocks[i].register_forward_hook(steerer))
             if callable(getattr(model, "generate", None)):
                 self._previous_generate = vars(model).get("generate", _MISSING)
-                self._generate = tracker.wrap_generate(model.generate)
+                self._generate = SteeredGenerate(tracker, model.generate)
                 model.generate = self._generate
         except BaseException:
             self.remove()
@@ -142,26 +150,12 @@ class Patch:
         _ACTIVE[module] = self
 
 
-def _vector_for(block: nn.Module, direction: torch.Tensor) -> torch.Tensor:
-    """s_i * v_i in float32 (the ops compute in float32) on the device the block computes on
-    (once, at patch time)."""
-    weight = next((p for p in block.parameters() if p.is_floating_point()), None)
-    device = direction.device if weight is None else weight.device
-    if device.type == "meta":  # accelerate offloading: the weights arrive at run time
-        hooks = (getattr(m, "_hf_hook", None) for m in block.modules())
-        found = next((h.execution_device for h in hooks
-                      if getattr(h, "execution_device", None) is not None), None)
-        device = torch.device(found) if found is not None else direction.device
-    with torch.inference_mode(False), torch.no_grad():
-        return direction.detach().to(device=device, dtype=torch.float32, copy=True)
-
-
 def _check_strength(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise L2VHubError(f"strength must be a number, got {value!r}")
+        raise ArgumentError(f"strength must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or abs(value) > MAX_STRENGTH:
-        raise L2VHubError(f"strength must be finite and within [-{MAX_STRENGTH}, {MAX_STRENGTH}] "
+        raise ArgumentError(f"strength must be finite and within [-{MAX_STRENGTH}, {MAX_STRENGTH}] "
                           f"(the paper uses 0.1 to 0.9), got {value}")
     return value
 
@@ -169,24 +163,24 @@ def _check_strength(value: Any) -> float:
 def _check_layers(layers: Any, num_layers: int) -> tuple[int, ...]:
     chosen = [layers] if isinstance(layers, int) else layers
     if not isinstance(chosen, Iterable) or isinstance(chosen, str | bytes):
-        raise L2VHubError(f"layers must be a block index or a list of them, got {layers!r}")
+        raise ArgumentError(f"layers must be a block index or a list of them, got {layers!r}")
     chosen = list(chosen)
     bad = [i for i in chosen if isinstance(i, bool) or not isinstance(i, int)]
     if bad or not chosen:
-        raise L2VHubError(f"layers must be a non-empty list of integer block indices, got {layers!r}")
+        raise ArgumentError(f"layers must be a non-empty list of integer block indices, got {layers!r}")
     outside = [i for i in chosen if not 0 <= i < num_layers]
     if outside:
-        raise L2VHubError(f"layers {outside} are outside the model's text blocks 0..{num_layers - 1} "
+        raise ArgumentError(f"layers {outside} are outside the model's text blocks 0..{num_layers - 1} "
                           "(indices are 0-based; negative indices are not accepted)")
     if len(set(chosen)) != len(chosen):
-        raise L2VHubError(f"layers {chosen} name a block twice")
+        raise ArgumentError(f"layers {chosen} name a block twice")
     return tuple(sorted(chosen))
 
 
 def _choice(value: str | None, default: str, name: str, allowed: tuple[str, ...]) -> str:
     chosen = default if value is None else value
     if chosen not in allowed:
-        raise L2VHubError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {chosen!r}")
+        raise ArgumentError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {chosen!r}")
     return chosen
 
 
@@ -215,6 +209,8 @@ def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool)
     if found is not None and found.casefold() == target.model_id.casefold():
         return
     if found is None:
+        # A local folder or a model built from a config: any pack of the same shape fits, so the
+        # user is told which model the pack was made for (a warning, not an info log).
         message = (f"cannot tell which model this is (no Hub id in name_or_path); pack "
                    f"{pack.name!r} is for {target.model_id}: pass model_id= to check it")
     else:
@@ -222,10 +218,8 @@ def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool)
                    "(same text dimensions)")
     if strict:
         raise IncompatiblePackError(message + "; strict=True refuses it, the model is untouched")
-    if found is None:
-        logger.info(message)
-    else:
-        warnings.warn(message + "; pass strict=True to refuse such a pack", stacklevel=3)
+    warnings.warn(message + ("; pass strict=True to refuse such a pack" if found else ""),
+                  stacklevel=3)
 
 
 def _scales(model: nn.Module, pack: Pack, tokenizer: Any, layers_path: str | None
@@ -256,7 +250,7 @@ def _resolve_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str 
     if pack is None:
         return resolve_pack(model, model_id=model_id, allow_discovery=allow_discovery)
     if not isinstance(pack, str | os.PathLike):
-        raise L2VHubError(f"pack must be a Pack, a pack folder, 'org/name[@revision]' or None, "
+        raise ArgumentError(f"pack must be a Pack, a pack folder, 'org/name[@revision]' or None, "
                           f"got {type(pack).__name__}")
     if Path(pack).is_dir() or not _is_hub_ref(pack):
         return Pack.from_pretrained(pack)  # a PackError names a missing or broken folder
@@ -301,7 +295,8 @@ def patch(
     the Hub be applied. See docs/loader.md for the semantics of ``op`` and ``positions``.
     """
     if not isinstance(model, nn.Module):
-        raise L2VHubError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = unwrap_compiled(model)
     resolved = _resolve_pack(pack, model, model_id, allow_discovery)
     _check_fit(model, resolved, model_id, strict)
     num_layers = resolved.target.num_layers
@@ -314,15 +309,21 @@ def patch(
     if taken:
         raise L2VHubError(f"{type(model).__name__} is already patched by {taken.pop()!r}; call "
                           "its .remove() or l2v_hub.unpatch(model) first")
+    if steering_hooks(model) or any(steering_hooks(b) for b in found.blocks):
+        raise L2VHubError(f"{type(model).__name__} is a copy of a patched model (it steers "
+                          "already, with no Patch handle); call l2v_hub.unpatch(model) first")
     scales, origin = _scales(model, resolved, tokenizer, layers_path)
     handle = Patch(model, resolved, chosen, op, positions, lam, found.path, scales, origin)
     handle._apply(model, found.blocks)
+    forget_compiled_code(model)
     return handle
 
 
 def unpatch(model: nn.Module) -> int:
-    """Remove every patch on ``model`` or any of its modules; return how many were removed."""
+    """Remove every patch on ``model`` or any of its modules, also the steering a copy of a
+    patched model carries without a handle; return how many were removed."""
+    model = unwrap_compiled(model)
     patches = {id(p): p for m in model.modules() if (p := _ACTIVE.get(m)) is not None}
     for p in patches.values():
         p.remove()
-    return len(patches)
+    return len(patches) + int(remove_steering(model))

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..errors import L2VHubError
+from ..errors import ArgumentError, L2VHubError
 
 __all__ = ["PositionTracker", "select"]
 
@@ -34,7 +34,7 @@ def select(policy: str, pos: torch.Tensor, prompt: int | torch.Tensor) -> torch.
         return (pos == 0) | (pos >= prompt)
     if policy == "prompt_last":
         return pos == prompt - 1
-    raise L2VHubError(f"unknown positions policy {policy!r}")
+    raise ArgumentError(f"unknown positions policy {policy!r}")
 
 
 def _count(policy: str, start: int, stop: int, prompt: int) -> int:
@@ -59,6 +59,24 @@ def _cache_length(cache: Any) -> int:
     raise L2VHubError(f"cannot read the length of a {type(cache).__name__} cache")
 
 
+def _given_prompt(args: tuple[Any, ...], kwargs: dict[str, Any],
+                  mask: torch.Tensor | None) -> int | torch.Tensor | None:
+    """The prompt length of a ``generate`` call, from what it was given: the real tokens per row
+    (a ``[B, 1]`` tensor) when the 2D mask pads, else the width of the inputs (an int, so that a
+    decode step without a mask needs no mask tensor). None when generate got no token tensor."""
+    tokens = kwargs.get("inputs_embeds")
+    if tokens is None:
+        tokens = args[0] if args else kwargs.get("inputs", kwargs.get("input_ids"))
+    if not isinstance(tokens, torch.Tensor) or tokens.ndim < 2:
+        return None
+    if mask is not None:
+        if tuple(mask.shape) != tuple(tokens.shape[:2]):
+            return None  # not the usual layout: the first forward's mask decides, as before
+        if not bool(mask.all()):  # one host sync per generate call, not per step
+            return (mask != 0).sum(1, keepdim=True)
+    return int(tokens.shape[1])
+
+
 class PositionTracker(threading.local):
     """A forward pre-hook for the patched model plus a wrapper for its ``generate``.
 
@@ -68,18 +86,26 @@ class PositionTracker(threading.local):
     in each thread), so threads generating on one patched model do not see each other's tokens.
     """
 
-    def __init__(self, policy: str, forward: Callable[..., Any]) -> None:
+    def __init__(self, policy: str, forward: Callable[..., Any] | Sequence[str]) -> None:
         self.policy = policy
-        names: Sequence[str] = list(inspect.signature(forward).parameters)
+        names: Sequence[str] = (list(inspect.signature(forward).parameters) if callable(forward)
+                                else list(forward))
         self._index = {name: i for i, name in enumerate(names)}
         self._generating = 0
         self._prompt_pending = False
         self._generate_mask: torch.Tensor | None = None  # the 2D mask given to generate
+        self._given: int | torch.Tensor | None = None  # the prompt length given to generate
         self._prompt: int | torch.Tensor | None = None  # prompt length, one per row if a tensor
         self._batch = 0
         self._shape: tuple[int, int] | None = None
         self._mask: bool | torch.Tensor = False
         self._on_device: dict[torch.device, torch.Tensor] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A copy (deepcopy, pickle, torch.save of a patched model) is a fresh tracker with the same
+        # policy and forward signature: the state of a forward in progress is not copied, and the
+        # model's forward is not pickled with it.
+        return (PositionTracker, (self.policy, tuple(self._index)))
 
     def _arg(self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
         if name in kwargs:
@@ -94,6 +120,7 @@ class PositionTracker(threading.local):
         def generate_steered(*args: Any, **kwargs: Any) -> Any:
             mask = kwargs.get("attention_mask")
             self._generate_mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
+            self._given = _given_prompt(args, kwargs, self._generate_mask)
             self._generating += 1
             self._prompt_pending = True
             try:
@@ -109,7 +136,7 @@ class PositionTracker(threading.local):
         if tokens is None:
             tokens = self._arg(args, kwargs, "inputs_embeds")
         if not isinstance(tokens, torch.Tensor) or tokens.ndim < 2:
-            raise L2VHubError(
+            raise ArgumentError(
                 f"a patched {type(module).__name__} needs input_ids or inputs_embeds of shape "
                 "[batch, tokens, ...] to know which positions to steer"
             )
@@ -129,7 +156,7 @@ class PositionTracker(threading.local):
             self._from_columns(cache, self._arg(args, kwargs, "cache_position"), tokens.device,
                                batch, length, self._padding_for(batch, tokens.device))
         else:
-            raise L2VHubError(
+            raise ArgumentError(
                 f"a patched model needs a 2D attention_mask [batch, past + new tokens] (or none) "
                 f"to know which positions to steer; got a {type(mask).__name__} of shape "
                 f"{tuple(getattr(mask, 'shape', ()))}. 4D masks are supported inside generate only"
@@ -150,13 +177,25 @@ class PositionTracker(threading.local):
         self._generate_mask = padded
         return padded
 
+    def _given_for(self, batch: int, device: torch.device) -> int | torch.Tensor | None:
+        """The prompt length generate was given, for the first forward of a generate call (None
+        outside generate): assisted decoding and prompt lookup put draft tokens in that forward,
+        so its width is not the prompt's."""
+        given = self._given if self._generating else None
+        if not isinstance(given, torch.Tensor):
+            return given
+        given = given.to(device)
+        if given.shape[0] != batch and batch % given.shape[0] == 0:  # beams, return sequences
+            given = given.repeat_interleave(batch // given.shape[0], dim=0)
+        return given
+
     def _starts_prompt(self, past: int, batch: int) -> bool:
         if self._generating:
             fresh, self._prompt_pending = self._prompt_pending, False
         else:
             fresh = past == 0
         if not fresh and self._prompt is not None and batch != self._batch:
-            raise L2VHubError(
+            raise ArgumentError(
                 f"the batch changed from {self._batch} to {batch} rows while continuing from a "
                 "cache; start the new batch with a fresh cache"
             )
@@ -165,14 +204,15 @@ class PositionTracker(threading.local):
 
     def _from_mask(self, mask: torch.Tensor, batch: int, length: int) -> None:
         if mask.shape[1] < length:
-            raise L2VHubError(
+            raise ArgumentError(
                 f"attention_mask has {mask.shape[1]} columns for {length} new tokens; it must "
                 "cover the cached tokens too (HF convention: [batch, past + new])"
             )
         real = mask != 0
         seen = real.cumsum(1)
         if self._starts_prompt(mask.shape[1] - length, batch):
-            self._prompt = seen[:, -1:]
+            given = self._given_for(batch, mask.device)
+            self._prompt = seen[:, -1:] if given is None else given
         steer = select(self.policy, seen[:, -length:] - 1, self._prompt) & real[:, -length:]
         self._mask = steer.unsqueeze(-1)
 
@@ -185,7 +225,10 @@ class PositionTracker(threading.local):
         else:
             start, columns = _cache_length(cache), None
         if self._starts_prompt(start or 0, batch):
-            if padded is not None:
+            given = self._given_for(batch, device)
+            if given is not None:
+                self._prompt = given
+            elif padded is not None:
                 self._prompt = padded.sum(1, keepdim=True)
             else:
                 self._prompt = start + length if columns is None else columns[:, -1:] + 1

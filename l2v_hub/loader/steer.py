@@ -10,7 +10,9 @@ the push p = lambda * s_i * v_i is a fixed vector, the same for every token:
 
 The push does not depend on the token's own norm, so an attention sink (a first token 15-180x the
 norm of the others) barely turns while an ordinary token turns as intended. Both operations run
-in float32 whatever the model's dtype, and cast back: fp16 norms overflow at 65504.
+in float32 whatever the model's dtype, on values scaled to at most 1 (fp16 norms overflow at
+65504, bf16 and fp32 ones near 1.8e19), and cast back; a result beyond the dtype's finite range
+saturates at its largest value rather than becoming inf.
 """
 
 from __future__ import annotations
@@ -20,32 +22,65 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import L2VHubError
 from .positions import PositionTracker
 
-__all__ = ["OPERATIONS", "BlockSteerer", "Controls", "add", "norm_preserving_add"]
+__all__ = ["OPERATIONS", "BlockSteerer", "Controls", "add", "norm_preserving_add", "vector_for"]
+
+
+_TINY = torch.finfo(torch.float32).tiny
+
+
+def _amax(x: torch.Tensor) -> torch.Tensor:
+    """The largest |entry| of each token (detached, at least float32's smallest normal)."""
+    return x.detach().abs().amax(-1, keepdim=True).clamp_min(_TINY)
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    """||x|| over the last dimension without overflow or underflow in float32: ||x / m|| * m
+    with m = max |x_j| (detached: the result is the same function of x, so is its gradient)."""
+    m = _amax(x)
+    return torch.linalg.vector_norm(x / m, dim=-1, keepdim=True) * m
+
+
+def _saturate(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` in ``dtype``, clamped to the dtype's largest finite value.
+
+    Where the true result is beyond the dtype's range (a turned state with an entry above 65504
+    in fp16), a plain cast gives inf and the next RMSNorm NaN for the whole sequence; the entry
+    saturates instead (so such a token is off the formula by its excess). A NaN stays NaN.
+    """
+    big = torch.finfo(dtype).max
+    return x.clamp(-big, big).to(dtype)
 
 
 def norm_preserving_add(h: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
-    """``h`` ([..., H], any float dtype) turned by the fixed ``push`` ([H]), its norm kept.
+    """``h`` ([..., H], any float dtype) turned by the fixed ``push`` ([H], float32), its norm kept.
 
-    c = h + push, h' = c * ||h|| / ||c||, computed in float32, returned in ``h``'s dtype. An
-    all-zero state stays zero (no NaN, also in the backward pass).
+    c = h + push, h' = c * ||h|| / ||c||, in float32 and right over each dtype's whole finite
+    range: a bf16 or fp32 state near 3e38 has a norm, and h + p entries, beyond float32, so c is
+    formed from h and p divided by k = the largest |entry| of both, and each norm is taken on
+    values scaled to at most 1 (all scales are constants of the formula: it is homogeneous).
+    Returned in ``h``'s dtype, saturated at its largest finite value. An all-zero state stays
+    zero (no NaN, also in the backward pass).
     """
     h32 = h.float()
-    c = h32 + push
-    # Clamped so that an all-zero state gives zeros, not NaN (also in the backward pass).
-    return (c * (_norm(h32) / _norm(c).clamp_min(torch.finfo(torch.float32).tiny))).to(h.dtype)
+    k = torch.maximum(_amax(h32), push.detach().abs().amax())
+    c = h32 / k + push / k
+    direction = c / _norm(c).clamp_min(_TINY)  # an all-zero c (h = p = 0): zeros, not NaN
+    m = _amax(h32)
+    # ||h|| = ||h / m|| * m, multiplied last: only a result beyond float32 can overflow (to inf,
+    # then saturated), never 0 * inf.
+    return _saturate(direction * torch.linalg.vector_norm(h32 / m, dim=-1, keepdim=True) * m,
+                     h.dtype)
 
 
 def add(h: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
-    """``h + push``, computed in float32, returned in ``h``'s dtype."""
-    return (h.float() + push).to(h.dtype)
+    """``h + push``, computed in float32, returned in ``h``'s dtype, saturated at its largest
+    finite value (float32 overflows only where the true sum is beyond every dtype's range)."""
+    return _saturate(h.float() + push, h.dtype)
 
 
 OPERATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -96,3 +131,17 @@ class BlockSteerer:
         if mask is not True:
             steered = torch.where(mask, steered, hidden)
         return (steered, *output[1:]) if isinstance(output, tuple) else steered
+
+
+def vector_for(block: nn.Module, direction: torch.Tensor) -> torch.Tensor:
+    """s_i * v_i in float32 (the ops compute in float32) on the device the block computes on
+    (once, at patch time)."""
+    weight = next((p for p in block.parameters() if p.is_floating_point()), None)
+    device = direction.device if weight is None else weight.device
+    if device.type == "meta":  # accelerate offloading: the weights arrive at run time
+        hooks = (getattr(m, "_hf_hook", None) for m in block.modules())
+        found = next((h.execution_device for h in hooks
+                      if getattr(h, "execution_device", None) is not None), None)
+        device = torch.device(found) if found is not None else direction.device
+    with torch.inference_mode(False), torch.no_grad():
+        return direction.detach().to(device=device, dtype=torch.float32, copy=True)

@@ -1,0 +1,143 @@
+"""Which transformers model types the loader supports, where their text decoder blocks are, and
+which it refuses up front (with the reason).
+
+``BLOCK_PATHS``: model_type -> dotted paths from the top-level model to the text decoder's block
+list, newest transformers first (the 5.x path, then the 4.51 one when it differs). Every
+image-text-to-text type of the installed transformers is either here or in ``REFUSED``;
+tests/test_loader_families.py enumerates transformers' list and fails on a type in neither, so an
+upgrade cannot silently lose coverage.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BLOCK_PATHS", "ENCODER_DECODER", "REFUSED"]
+
+# 5.x: <Model>.model.language_model.layers; 4.51: <Model>.language_model (a ForCausalLM).model.layers
+_LANGUAGE_MODEL = ("model.language_model.layers", "language_model.model.layers")
+_TEXT_MODEL = ("model.text_model.layers",)
+ENCODER_DECODER = ("an encoder-decoder model: its text decoder reads the encoder's output, and "
+                    "the loader tracks the positions of decoder-only models; not supported")
+_NOT_BUILT = ("not verified: transformers' default config for it does not build a model ({}), so "
+              "no test covers it yet; pass layers_path= to try it")
+_TIMM = "not verified: building it needs the timm library; pass layers_path= to try it"
+_QUERY_TOKENS = ("its language model runs on learned query tokens followed by the text, joined "
+                 "inside forward, so the block outputs are wider than input_ids; not supported")
+
+BLOCK_PATHS: dict[str, tuple[str, ...]] = {
+    # Text LLMs (the builder's sources, and plain-text use).
+    "llama": ("model.layers",),
+    "qwen2": ("model.layers",),
+    "mistral": ("model.layers",),
+    "phi3": ("model.layers",),
+    "gemma2": ("model.layers",),
+    "mistral4": ("model.layers",),
+    "gpt2": ("transformer.h",),
+    # Qwen2-VL / Qwen2.5-VL: 4.51 keeps the text decoder at model.layers.
+    "qwen2_vl": ("model.language_model.layers", "model.layers"),
+    "qwen2_5_vl": ("model.language_model.layers", "model.layers"),
+    # Mllama: the cross-attention blocks are in the list, as the model counts them.
+    "apertus1p5": _LANGUAGE_MODEL,
+    "aria": _LANGUAGE_MODEL,
+    "cohere2_vision": _LANGUAGE_MODEL,
+    "cosmos3_edge": _LANGUAGE_MODEL,
+    "cosmos3_omni": _LANGUAGE_MODEL,
+    "deepseek_vl": _LANGUAGE_MODEL,
+    "deepseek_vl_hybrid": _LANGUAGE_MODEL,
+    "dots3_note": _LANGUAGE_MODEL,
+    "ernie4_5_vl_moe": _LANGUAGE_MODEL,
+    "exaone4_5": _LANGUAGE_MODEL,
+    "fuyu": _LANGUAGE_MODEL,
+    "gemma3": _LANGUAGE_MODEL,
+    "gemma4": _LANGUAGE_MODEL,
+    "gemma4_unified": _LANGUAGE_MODEL,
+    "glm46v": _LANGUAGE_MODEL,
+    "glm4v": _LANGUAGE_MODEL,
+    "glm4v_moe": _LANGUAGE_MODEL,
+    "glm5_next": _LANGUAGE_MODEL,
+    "glm_ocr": _LANGUAGE_MODEL,
+    "glmga": _LANGUAGE_MODEL,
+    "got_ocr2": _LANGUAGE_MODEL,
+    "hy_v4_vl": _LANGUAGE_MODEL,
+    "hyperclovax_vision_v2": _LANGUAGE_MODEL,
+    "inkling2": _LANGUAGE_MODEL,
+    "inkling2_loop": _LANGUAGE_MODEL,
+    "inkling_mm_model": _LANGUAGE_MODEL,
+    "internvl": _LANGUAGE_MODEL,
+    "janus": _LANGUAGE_MODEL,
+    "kimi_k25": _LANGUAGE_MODEL,
+    "lfm2_vl": _LANGUAGE_MODEL,
+    "lfm3_vl": _LANGUAGE_MODEL,
+    "lighton_ocr": _LANGUAGE_MODEL,
+    "llava": _LANGUAGE_MODEL,
+    "llava_next": _LANGUAGE_MODEL,
+    "llava_next_video": _LANGUAGE_MODEL,
+    "llava_onevision": _LANGUAGE_MODEL,
+    "minicpm_ocr": _LANGUAGE_MODEL,
+    "minicpmv4_6": _LANGUAGE_MODEL,
+    "minicpmv4_7": _LANGUAGE_MODEL,
+    "minimax_m3_vl": _LANGUAGE_MODEL,
+    "mistral3": _LANGUAGE_MODEL,
+    "mistral_large4": _LANGUAGE_MODEL,
+    "mllama": _LANGUAGE_MODEL,
+    "molmo2": _LANGUAGE_MODEL,
+    "muse_glimmer": _LANGUAGE_MODEL,
+    "muse_spark": _LANGUAGE_MODEL,
+    "ovis2": _LANGUAGE_MODEL,
+    "paddleocr_vl": _LANGUAGE_MODEL,
+    "paligemma": _LANGUAGE_MODEL,
+    "pp_chart2table": _LANGUAGE_MODEL,
+    "qianfan_ocr": _LANGUAGE_MODEL,
+    "qwen2_5_omni_thinker": _LANGUAGE_MODEL,
+    "qwen3_5": _LANGUAGE_MODEL,
+    "qwen3_5_moe": _LANGUAGE_MODEL,
+    "qwen3_omni_moe_thinker": _LANGUAGE_MODEL,
+    "qwen3_vl": _LANGUAGE_MODEL,
+    "qwen3_vl_moe": _LANGUAGE_MODEL,
+    "qwen4_exp": _LANGUAGE_MODEL,
+    "shieldgemma2": _LANGUAGE_MODEL,
+    "step3p7": _LANGUAGE_MODEL,
+    "unlimited_ocr": _LANGUAGE_MODEL,
+    "video_llama_3": _LANGUAGE_MODEL,
+    "video_llava": _LANGUAGE_MODEL,
+    "vipllava": _LANGUAGE_MODEL,
+    "idefics": ("model.layers",),
+    "idefics2": _TEXT_MODEL,
+    "idefics3": _TEXT_MODEL,
+    "smolvlm": _TEXT_MODEL,
+    "granite_docling": _TEXT_MODEL,
+    "llama4": ("language_model.model.layers",),
+    "nemotron_h_omni": ("language_model.model.layers",),
+    "kosmos-2": ("text_model.model.layers",),
+    "kosmos-2.5": ("text_model.model.layers",),
+}
+
+REFUSED: dict[str, str] = {
+    "florence2": ENCODER_DECODER,
+    "pix2struct": ENCODER_DECODER,
+    "udop": ENCODER_DECODER,
+    "t5gemma2": ENCODER_DECODER,
+    "pp_formulanet": ENCODER_DECODER,
+    "vision-encoder-decoder": ENCODER_DECODER,
+    "blip-2": _QUERY_TOKENS,
+    "instructblip": _QUERY_TOKENS,
+    "instructblipvideo": _QUERY_TOKENS,
+    "git": ("the image tokens are prepended to the text inside forward, so the block outputs are "
+            "wider than input_ids; not supported"),
+    "blip": ("it generates through its inner text decoder's own generate; patch "
+             "model.text_decoder (layers_path='bert.encoder.layer') instead"),
+    "aya_vision": _NOT_BUILT.format("its vision embed_dim is not divisible by num_heads"),
+    "chameleon": _NOT_BUILT.format("no vq_config"),
+    "emu3": _NOT_BUILT.format("no vq_config"),
+    "cohere_compass": _NOT_BUILT.format("unknown layer type 'full_attention'"),
+    "deepseek_ocr2": _NOT_BUILT.format("no vision config"),
+    "diffusion_gemma": _NOT_BUILT.format("no vocabulary size"),
+    "granite4_vision": _NOT_BUILT.format("no layer list"),
+    "hunyuan_vl": _NOT_BUILT.format("no rope theta"),
+    "evolla": "a protein-text model, not loadable as an image-text-to-text model; not supported",
+    "pi0": "a robot action model (its config has no text decoder depth); not supported",
+    "pixtral": ("transformers 4.51 lists Pixtral's vision encoder config; Pixtral models load as "
+                "llava (supported); not a model by itself"),
+    "fast_vlm": _TIMM,
+    "gemma3n": _TIMM,
+    "perception_lm": _TIMM,
+}

@@ -1,0 +1,119 @@
+"""Coverage of transformers' image-text-to-text model types: every one is in the explicit block
+table or refused with its reason, so a transformers upgrade cannot silently lose coverage; every
+table entry finds the text decoder's blocks on a model built from transformers' default config
+(on the meta device: structure only, no weights); refused types fail up front with the reason.
+The behaviour of steering (cache, padding, removal) is checked per family in test_loader_patch.py
+on the tiny models of tests/tiny_models.py."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import transformers
+from conftest import random_pack
+from packaging.version import Version
+from tiny_models import CONFIGS, transformers_version
+from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+import l2v_hub
+from l2v_hub.errors import ArgumentError
+from l2v_hub.loader.families import BLOCK_PATHS, REFUSED
+from l2v_hub.loader.layers import find_blocks
+
+IMAGE_TEXT_TO_TEXT = sorted(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+
+
+def test_every_image_text_to_text_type_is_supported_or_refused_with_a_reason() -> None:
+    unlisted = [t for t in IMAGE_TEXT_TO_TEXT if t not in BLOCK_PATHS and t not in REFUSED]
+    assert not unlisted, (
+        f"transformers {transformers.__version__} has image-text-to-text model types the loader "
+        f"neither supports nor refuses: {unlisted}. Add each to BLOCK_PATHS (with a test) or to "
+        "REFUSED with its reason in l2v_hub/loader/families.py, and to docs/loader.md"
+    )
+    assert not set(BLOCK_PATHS) & set(REFUSED)
+    assert all(reason.strip() for reason in REFUSED.values())
+
+
+def _shrunk(config: transformers.PretrainedConfig) -> None:
+    """3 blocks in every depth field, so that a meta build is quick."""
+    for sub in [config, *(getattr(config, k) for k in list(vars(config)) if k.endswith("_config"))]:
+        for name in ("num_hidden_layers", "depth", "num_layers"):
+            if isinstance(getattr(sub, name, None), int) and getattr(sub, name) > 3:
+                setattr(sub, name, 3)
+
+
+def meta_model(model_type: str) -> torch.nn.Module:
+    """The model of transformers' default config for ``model_type`` (the tiny config of
+    tests/tiny_models.py for the families it has: some default configs of 4.51 do not build), on
+    the meta device; shrunk to 3 blocks where the config allows it (some tie fields to the depth)."""
+    for shrink in (True, False):
+        tiny = CONFIGS.get(model_type)
+        config = tiny() if tiny is not None else transformers.AutoConfig.for_model(model_type)
+        if shrink:
+            _shrunk(config)
+        try:
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = transformers.AutoModelForImageTextToText.from_config(config)
+            find_blocks(model)
+            return model
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, l2v_hub.L2VHubError):
+            if not shrink:
+                raise
+    raise AssertionError("unreachable")
+
+
+# Default configs that do not build in an older transformers (explicit, never a silent skip).
+DEFAULT_BROKEN = {
+    "llava_onevision": (transformers_version < Version("4.52"), "transformers<4.52's default "
+                        "LlavaOnevisionConfig does not build (vision embed_dim 1152, 14 heads)"),
+}
+
+
+@pytest.mark.parametrize("model_type", [
+    pytest.param(t, marks=[pytest.mark.skipif(DEFAULT_BROKEN[t][0], reason=DEFAULT_BROKEN[t][1])]
+                 if t in DEFAULT_BROKEN else [])
+    for t in IMAGE_TEXT_TO_TEXT if t in BLOCK_PATHS
+])
+def test_every_table_entry_finds_the_text_blocks_of_the_default_model(model_type: str) -> None:
+    model = meta_model(model_type)
+    found = find_blocks(model)
+    assert found.path in BLOCK_PATHS[model_type]  # from the table, not a fallback
+    assert len(found.blocks) == model.config.get_text_config().num_hidden_layers
+
+
+# Refused for what they are (not merely unverified), and buildable from their default config.
+REFUSED_HERE = [t for t in IMAGE_TEXT_TO_TEXT if t in REFUSED
+                and "not verified" not in REFUSED[t]
+                and t not in ("evolla", "pi0", "vision-encoder-decoder", "pixtral")]  # no default model
+
+
+@pytest.mark.parametrize("model_type", REFUSED_HERE)
+def test_a_refused_type_fails_up_front_with_its_reason(model_type: str) -> None:
+    config = transformers.AutoConfig.for_model(model_type)
+    _shrunk(config)
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.AutoModelForImageTextToText.from_config(config)
+    with pytest.raises(ArgumentError, match=rf"model_type '{model_type}'.*not supported|instead"):
+        find_blocks(model)
+
+
+@pytest.mark.parametrize("model_type", ["florence2", "pix2struct"])
+def test_an_encoder_decoder_model_is_refused_before_any_hook_even_with_layers_path(
+    model_type: str,
+) -> None:
+    if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        pytest.skip(f"{model_type} is not in transformers {transformers.__version__}")
+    config = transformers.AutoConfig.for_model(model_type)
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.AutoModelForImageTextToText.from_config(config)
+    text = model.config.get_text_config()
+    pack = random_pack(text.hidden_size, text.num_hidden_layers)
+    for path in (None, "model.decoder.layers"):
+        with pytest.raises(ArgumentError, match="encoder-decoder"):
+            l2v_hub.patch(model, pack, layers_path=path)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
