@@ -8,12 +8,13 @@ names: on Qwen2-VL the vision tower (32 blocks) is deeper than the text decoder 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from torch import nn
 
 from ..errors import ArgumentError, L2VHubError
-from .families import BLOCK_PATHS, ENCODER_DECODER, REFUSED
+from .families import BLOCK_PATHS, ENCODER_DECODER, REFUSED, UNVERIFIED
 
 __all__ = [
     "BLOCK_PATHS", "KNOWN_PATHS", "REFUSED", "DecoderBlocks", "TextDims", "find_blocks", "text_dims",
@@ -127,6 +128,9 @@ def _refuse_unsupported(model: nn.Module, layers_path: str | None) -> None:
     reason = REFUSED.get(model_type) if isinstance(model_type, str) else None
     if reason is not None and layers_path is None:
         raise ArgumentError(f"{type(model).__name__} (model_type {model_type!r}): {reason}")
+    untested = UNVERIFIED.get(model_type) if isinstance(model_type, str) else None
+    if untested is not None and layers_path is None:
+        warnings.warn(f"{type(model).__name__} (model_type {model_type!r}): {untested}", stacklevel=4)
 
 
 def find_blocks(model: nn.Module, layers_path: str | None = None) -> DecoderBlocks:
