@@ -10,6 +10,8 @@ directions, norms kept as s_i, add/all); import -> export gives the same tensors
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import gguf
@@ -208,3 +210,8 @@ def test_cli_export_says_what_it_keeps_and_loses_and_import_writes_a_pack(tmp_pa
     again = CliRunner().invoke(main, ["export", str(tmp_path / "back"), "--format", "llama.cpp",
                                       "--out", str(out), "--overwrite"])
     assert again.exit_code == 0 and "loses: block 0" in again.output
+
+
+def test_the_pack_module_does_not_import_interop() -> None:
+    code = "import sys, l2v_hub, l2v_hub.pack; assert 'l2v_hub.interop' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
