@@ -146,6 +146,8 @@ def test_import_of_a_control_vector_made_here(tmp_path: Path) -> None:
     assert record["filled_from_nearest"] == [0, 3] and len(record["sha256"]) == 64
     assert pack.method.extraction == "imported" and pack.method.pairs.sha256 == record["sha256"]
     assert Pack.from_pretrained(pack.save_pretrained(tmp_path / "pack")) == pack
+    card = (tmp_path / "pack" / "README.md").read_text()
+    assert "imported from `control-vector:mood.gguf`" in card and "stored (imported)" in card
 
 
 def test_import_of_a_repeng_control_vector_object_matches_its_gguf(tmp_path: Path) -> None:
