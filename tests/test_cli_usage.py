@@ -32,6 +32,20 @@ BAD = {
         ["{pack}", "--model", "org/m", "--out", "{tmp}/o", "--model-id", "../up"],
         ["{tmp}/missing", "--model", "org/m", "--out", "{tmp}/o"],
     ],
+    "export": [
+        ["{pack}", "--format", "onnx", "--out", "{tmp}/cv.gguf"],
+        ["{pack}", "--format", "llama.cpp", "--out", "{tmp}/cv.gguf", "--strength", "nan"],
+        ["{pack}", "--format", "llama.cpp", "--out", "{tmp}/cv.gguf", "--layers", "0,1"],
+        ["{pack}", "--format", "llama.cpp", "--out", "{tmp}/no/cv.gguf"],
+        ["{pack}", "--format", "llama.cpp", "--out", "{pack}/pack.json"],
+        ["{tmp}/missing", "--format", "llama.cpp", "--out", "{tmp}/cv.gguf"],
+    ],
+    "import": [
+        ["{tmp}/missing.gguf", "--model-id", "org/m", "--out", "{tmp}/o"],
+        ["{pack}/pack.json", "--model-id", "../up", "--out", "{tmp}/o"],
+        ["{pack}/pack.json", "--model-id", "org/m", "--out", "{tmp}/o", "--version", "banana"],
+        ["{pack}/pack.json", "--model-id", "org/m", "--out", "{tmp}/o", "--num-layers", "0"],
+    ],
     "inspect": [["{tmp}/missing"]],
     "list": [["../up"], ["--registry", "{tmp}/missing.json"]],
     "publish": [

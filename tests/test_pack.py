@@ -294,6 +294,12 @@ def test_an_uncalibrated_pack_round_trips_with_null_values(tmp_path: Path) -> No
     assert loaded == pack and loaded.scale == Scale("token_spread", None)
 
 
+def test_an_imported_scale_must_carry_its_values(pack: Pack) -> None:
+    replace(pack, scale=Scale("imported", (2.0,) * 6)).validate()
+    with pytest.raises(PackError, match=r"'scale.values' must be a list of positive numbers for measure 'imported'"):
+        replace(pack, scale=Scale("imported", None)).validate()
+
+
 def test_a_calibrated_pack_round_trips_with_its_calibration_equal(pack: Pack, tmp_path: Path) -> None:
     calibrated = replace(pack, scale=Scale("cot_norm", tuple(0.5 + i for i in range(6))),
                          calibration=calibration_record(pack))

@@ -17,6 +17,7 @@ from ..errors import ArgumentError, L2VHubError, clip
 from .build_cmd import build
 from .calibrate_cmd import calibrate
 from .inspect_cmd import inspect
+from .interop_cmd import export, import_cmd
 from .list_cmd import list_packs
 from .publish_cmd import publish
 from .pull_cmd import pull
@@ -89,5 +90,6 @@ def _with_debug(command: click.Command) -> click.Command:
     return command
 
 
-for _command in (inspect, build, calibrate, publish, pull, list_packs, search, registry):
+for _command in (inspect, build, calibrate, export, import_cmd, publish, pull, list_packs, search,
+                 registry):
     main.add_command(_with_debug(_command))
