@@ -30,7 +30,7 @@ from ._version import __version__
 from .builder.extract import extract
 from .builder.pairs import PairSet, builtin_pairs, tokenize_pairs
 from .calibration_record import Calibration, GridPoint, Measures
-from .errors import IncompatiblePackError, L2VHubError
+from .errors import ArgumentError, IncompatiblePackError
 from .hub import identify_model
 from .loader import MAX_STRENGTH, patch, text_dims
 from .measure import answer_problems, builtin_problems, perplexity, random_directions, summarize
@@ -109,6 +109,7 @@ def calibrate(
     grid: tuple[float, ...] = DEFAULT_GRID,
     positions: tuple[str, ...] = DEFAULT_POSITIONS,
     problems: list[Problem] | None = None,
+    problems_source: str = "given",
     pairs: PairSet | None = None,
     max_new_tokens: int = 64,
     batch_size: int = 20,
@@ -121,16 +122,17 @@ def calibrate(
 
     ``budget``: the allowed relative rise of the neutral-text perplexity (0.10: +10%). ``grid``:
     candidate strengths in units of s_i, ascending. ``problems`` (default: 20 builtin calibration
-    problems) and ``pairs`` (default: 16 builtin pairs, for s_i and the own direction). ``version``
+    problems; ``problems_source`` names given ones in the record) and ``pairs`` (default: 16
+    builtin pairs, for s_i and the own direction). ``version``
     defaults to the next minor version. Raises ``IncompatiblePackError`` when the model's text
     dimensions differ from the pack's target, ``ValueError`` for bad arguments.
     """
     if not 0 < budget <= 10:
-        raise L2VHubError(f"budget must be in (0, 10] (0.10 = +10% perplexity), got {budget!r}")
+        raise ArgumentError(f"budget must be in (0, 10] (0.10 = +10% perplexity), got {budget!r}")
     if not grid or any(b <= a for a, b in itertools.pairwise(grid)) or grid[0] <= 0:
-        raise L2VHubError(f"grid must be positive strengths in ascending order, got {grid!r}")
+        raise ArgumentError(f"grid must be positive strengths in ascending order, got {grid!r}")
     if grid[-1] > MAX_STRENGTH:  # patch() refuses it: fail now, not half-way through the sweep
-        raise L2VHubError(f"grid strengths must be at most {MAX_STRENGTH} (what l2v_hub.patch "
+        raise ArgumentError(f"grid strengths must be at most {MAX_STRENGTH} (what l2v_hub.patch "
                           f"accepts), got {grid[-1]!r}")
     dims = text_dims(model)
     if (dims.hidden_size, dims.num_layers) != (pack.target.hidden_size, pack.target.num_layers):
@@ -140,7 +142,7 @@ def calibrate(
     ref = identify_model(model, model_id=model_id)
     new_version = version or next_version(pack.version)
     text, text_sha = neutral_text()
-    problem_source = "builtin-calibration" if problems is None else "given"
+    problem_source = "builtin-calibration" if problems is None else problems_source
     problems = builtin_problems("calibration", 20) if problems is None else list(problems)
     pairs = _pairs(pairs)
     steps = tqdm(total=3 + len(positions), desc=f"calibrating {pack.name}", disable=not progress)

@@ -17,7 +17,7 @@ from conftest import random_pack
 from tiny_llm import byte_tokenizer, tiny_llama
 
 import l2v_hub
-from l2v_hub import IncompatiblePackError, L2VHubError, Pack
+from l2v_hub import IncompatiblePackError, Pack
 from l2v_hub.builder.extract import extract
 from l2v_hub.builder.pairs import PairSet, builtin_pairs, tokenize_pairs
 from l2v_hub.calibrate import calibrate, next_version
@@ -182,7 +182,7 @@ def test_a_v1_pack_comes_out_as_v2() -> None:
     ({"grid": (1.0, 16.0)}, "at most 10"),  # patch() refuses it; refused before any work
 ])
 def test_bad_arguments_are_refused(kwargs: dict, message: str) -> None:
-    with pytest.raises(L2VHubError, match=message):
+    with pytest.raises(ValueError, match=message):
         run_calibrate(tiny_llama(hidden=HIDDEN, layers=LAYERS), byte_tokenizer(), **kwargs)
 
 

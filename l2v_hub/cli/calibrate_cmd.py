@@ -56,6 +56,7 @@ def run_calibration(pack: Any, model: Any, tokenizer: Any, options: dict[str, An
 
     return run(pack, model, tokenizer, budget=options["budget"], grid=options["grid"] or DEFAULT_GRID,
                problems=None if options["problem_count"] == 20 else builtin_problems("calibration", options["problem_count"]),
+               problems_source=f"builtin-calibration[:{options['problem_count']}]",
                max_new_tokens=options["max_new_tokens"], seed=options["seed"], version=version,
                model_id=model_id, progress=not options.get("quiet", False))
 

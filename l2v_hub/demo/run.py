@@ -145,6 +145,7 @@ def _calibrate(plan: DemoPlan, pack: Any, loader: str) -> Any:
     model, tokenizer = load_target(loader, plan.cache)
     calibrated = calibrate(pack, model, tokenizer, version=pack.version, progress=False,
                            problems=builtin_problems("calibration", plan.calibration_problems),
+                           problems_source=f"builtin-calibration[:{plan.calibration_problems}]",
                            max_new_tokens=plan.calibration_tokens)
     c = calibrated.calibration
     print(f"    {pack.target.model_id}: strength {c.strength:g}, positions {c.positions}; perplexity "
