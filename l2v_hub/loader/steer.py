@@ -17,6 +17,7 @@ saturates at its largest value rather than becoming inf.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,17 @@ class Controls:
     enabled: bool = True
 
 
+# Forwards between a training forward and its backward whose steering a block keeps (enough for
+# gradient accumulation over many micro-batches; each entry is a mask of [batch, tokens] bools).
+_KEPT_FORWARDS = 256
+
+
+def _in_backward() -> bool:
+    """Whether autograd is running a backward pass (a checkpointed block being recomputed)."""
+    task = getattr(torch._C, "_current_graph_task_id", None)
+    return task is not None and task() != -1
+
+
 class BlockSteerer:
     """Forward hook of one decoder block: steers the hidden states at the tracked positions.
 
@@ -110,24 +122,48 @@ class BlockSteerer:
         self.vector = vector  # s_i * v_i, float32, on the block's device
         self._controls = controls
         self._tracker = tracker
+        # Training forwards: (block input's address, shape) -> (mask, strength) they steered with.
+        self._forwards: OrderedDict[tuple[int, tuple[int, ...]], tuple[Any, float]] = OrderedDict()
+
+    def _steering(self, module: torch.nn.Module, args: Any, hidden: torch.Tensor) -> tuple[Any, float]:
+        """What to steer in this call, and at what strength.
+
+        Gradient checkpointing runs a block's forward again inside backward, after other forwards
+        may have moved the position tracker on (transformers 4.51 checkpoints each block's
+        ``__call__``, hooks included). The recompute gets the same input tensor (same storage), so
+        a training forward's mask and strength are kept under the input's address and shape, and
+        a recompute inside backward steers exactly what the forward it recomputes steered.
+        """
+        first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        key = None if first is None else (first.data_ptr(), tuple(first.shape))
+        if key is not None and module.training and _in_backward():
+            saved = self._forwards.get(key)
+            if saved is not None:
+                return saved
+        steering = (self._tracker.mask_for(hidden) if self._controls.enabled else False,
+                    self._controls.strength)
+        if key is not None and module.training:
+            self._forwards[key] = steering
+            self._forwards.move_to_end(key)
+            while len(self._forwards) > _KEPT_FORWARDS:
+                self._forwards.popitem(last=False)
+        return steering
 
     def __call__(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
-        if not self._controls.enabled:
-            return None
         hidden = output[0] if isinstance(output, tuple) else output
         if not isinstance(hidden, torch.Tensor):
             raise L2VHubError(
                 f"{type(module).__name__} returned {type(output).__name__}; expected a Tensor or a "
                 "tuple starting with the hidden states"
             )
-        mask = self._tracker.mask_for(hidden)
+        mask, strength = self._steering(module, args, hidden)
         if mask is False:
             return None
         vector = self.vector
         if vector.device != hidden.device:
             # Only if the block runs elsewhere than its weights said at patch time (offloading).
             vector = self.vector = vector.to(hidden.device)
-        steered = self._op(hidden, vector * self._controls.strength)
+        steered = self._op(hidden, vector * strength)
         if mask is not True:
             steered = torch.where(mask, steered, hidden)
         return (steered, *output[1:]) if isinstance(output, tuple) else steered
