@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import os
-import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from ._version import __version__
 from .calibration_record import Calibration, parse_calibration
 from .card import render_card
 from .errors import PackError
+from .files import atomic_write, dump_json, load_json, read_file
 from .metadata import (
     SCHEMA_VERSION,
     Defaults,
@@ -46,7 +46,6 @@ METADATA_FILE = "pack.json"
 DIRECTIONS_FILE = "directions.safetensors"
 STATS_FILE = "stats.json"
 CARD_FILE = "README.md"
-_MAX_JSON_BYTES = 64 << 20  # pack.json / stats.json beyond this are refused unread
 _UNIT_TOL = 1e-4
 
 
@@ -159,7 +158,7 @@ class Pack:
         meta = {"format": "pt", "l2v_hub_schema_version": str(self.schema_version)}
         files = {DIRECTIONS_FILE: _sorted_metadata(save_safetensors(tensors, metadata=meta))}
         if self.stats is not None:
-            files[STATS_FILE] = _dump_json(self.stats)
+            files[STATS_FILE] = dump_json(self.stats)
         files[CARD_FILE] = render_card(self).encode()
         return files
 
@@ -173,9 +172,9 @@ class Pack:
             name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
             for name, data in payloads.items()
         }
-        payloads[METADATA_FILE] = _dump_json({**self.metadata(), "files": files})
+        payloads[METADATA_FILE] = dump_json({**self.metadata(), "files": files})
         for name, data in payloads.items():
-            _atomic_write(folder / name, data)
+            atomic_write(folder / name, data)
         return folder
 
     def to_control_vector(self, path: PathLike, *, strength: float | None = None,
@@ -221,11 +220,11 @@ class Pack:
             raise PackError(f"revision={revision!r} applies to Hub repos, and '{folder}' is a local folder")
         if not folder.is_dir():
             raise PackError(f"no pack folder at '{folder}' (expected a folder holding pack.json)")
-        meta = parse_metadata(_load_json(_read_file(folder, METADATA_FILE, None), METADATA_FILE))
+        meta = parse_metadata(load_json(read_file(folder, METADATA_FILE, None), METADATA_FILE))
         if DIRECTIONS_FILE not in meta["files"]:
             raise PackError(f"pack.json: 'files' does not list '{DIRECTIONS_FILE}'")
-        data = {name: _read_file(folder, name, entry) for name, entry in meta["files"].items()}
-        stats = _load_json(data[STATS_FILE], STATS_FILE) if STATS_FILE in data else None
+        data = {name: read_file(folder, name, entry) for name, entry in meta["files"].items()}
+        stats = load_json(data[STATS_FILE], STATS_FILE) if STATS_FILE in data else None
         if stats is not None and not isinstance(stats, dict):
             raise PackError(f"{STATS_FILE}: must hold a JSON object")
         meta.pop("files")
@@ -255,85 +254,6 @@ def _sorted_metadata(data: bytes) -> bytes:
     header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
     text = json.dumps(header, separators=(",", ":")).encode()
     return data if len(text) > size else data[:8] + text.ljust(size) + data[8 + size :]
-
-
-def _dump_json(value: Any) -> bytes:
-    return (json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    # os.open with 0o666 lets the umask decide the mode, as for any other tool (mkstemp's 0600
-    # made packs in a shared store unreadable to the other users).
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _safe_path(folder: Path, name: str) -> Path:
-    """Resolve ``name`` inside ``folder``; refuse names and links that lead out of it.
-
-    A Hub cache snapshot (``.../snapshots/<sha>/``) links its files into the repo's own
-    ``blobs/`` folder, and those may link on into the cache-wide store of Xet-downloaded blobs
-    (``<cache>/blobs/``, marked by ``.huggingface-shared-blobs``): the only places outside the
-    folder a file may live.
-    """
-    parts = name.replace("\\", "/").split("/")
-    if not name or name.startswith(("/", "\\")) or ":" in name or any(p in ("", ".", "..") for p in parts):
-        raise PackError(f"pack.json: file name {name!r} in 'files' must stay inside the pack folder")
-    root = folder.resolve()
-    allowed = [root]
-    if root.parent.name == "snapshots":
-        allowed.append(root.parent.parent / "blobs")
-        shared = root.parents[2] / "blobs"
-        if (shared / ".huggingface-shared-blobs").is_file():
-            allowed.append(shared)
-    resolved = (folder / name).resolve()
-    if not any(resolved.is_relative_to(base) for base in allowed):
-        raise PackError(f"{name}: resolves to '{resolved}', outside the pack folder")
-    return resolved
-
-
-def _read_file(folder: Path, name: str, entry: dict[str, Any] | None) -> bytes:
-    path = _safe_path(folder, name)
-    try:
-        size = path.stat().st_size
-        expected = size if entry is None else entry["size"]
-        if entry is None and size > _MAX_JSON_BYTES:
-            raise PackError(f"{name}: {size} bytes, more than the {_MAX_JSON_BYTES} allowed")
-        if size != expected:
-            raise PackError(
-                f"{name}: size mismatch (pack.json says {expected} bytes, the file has {size}); "
-                "the file is truncated or altered"
-            )
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PackError(f"{name}: missing from the pack folder '{folder}'") from None
-    except OSError as exc:
-        raise PackError(f"{name}: cannot be read ({exc.strerror or exc})") from None
-    if entry is not None:
-        digest = hashlib.sha256(data).hexdigest()
-        if len(data) != expected or digest != entry["sha256"]:
-            raise PackError(
-                f"{name}: sha256 mismatch (pack.json says {entry['sha256']}, the file has "
-                f"{digest}); the file was altered or corrupted"
-            )
-    return data
-
-
-def _load_json(data: bytes, name: str) -> Any:
-    def refuse_constant(token: str) -> None:
-        raise ValueError(f"non-standard JSON constant {token}")
-
-    try:
-        return json.loads(data.decode("utf-8"), parse_constant=refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise PackError(f"{name}: not valid JSON ({str(exc)[:120]})") from None
 
 
 def _parse_directions(data: bytes, target: ModelRef) -> torch.Tensor:

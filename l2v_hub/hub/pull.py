@@ -13,8 +13,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import ArgumentError, HubError, PackError, PackNotFoundError
+from ..files import load_json, safe_path
 from ..metadata import _SEMVER, check_model_id, parse_metadata
-from ..pack import METADATA_FILE, Pack, _load_json, _safe_path
+from ..pack import METADATA_FILE, Pack
 from .source import (
     PackSource,
     PulledPack,
@@ -83,7 +84,7 @@ def select_release(source: PackSource, repo_id: str, revision: str | None) -> Re
 def _named_files(pack_json: bytes, where: str) -> dict[str, str]:
     """The files ``pack.json`` names, with their sha256, after the strict metadata check."""
     try:
-        meta = parse_metadata(_load_json(pack_json, METADATA_FILE))
+        meta = parse_metadata(load_json(pack_json, METADATA_FILE))
     except PackError as exc:
         raise PackError(f"{exc} [{where}]") from None
     return {name: entry["sha256"] for name, entry in meta["files"].items()}
@@ -121,7 +122,7 @@ def pull(
     files = _named_files(pack_json, where)
     folder, _ = source.download(repo_id, commit, {})
     for name in files:  # refuse names that climb out of the folder before fetching anything
-        _safe_path(folder, name)
+        safe_path(folder, name)
     try:
         folder, origin = source.download(repo_id, commit, files)
     except PackError as exc:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HubError, clip
+from ..files import atomic_write, dump_json
 from ..metadata import _HUB_ID, _SEMVER
-from ..pack import PathLike, _atomic_write, _dump_json
+from ..pack import PathLike
 from .source import PackSource, version_key
 
 __all__ = [
@@ -160,7 +161,7 @@ class Registry:
     def save(self, path: PathLike) -> Path:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, _dump_json(self.to_json()))
+        atomic_write(target, dump_json(self.to_json()))
         return target
 
 
@@ -294,7 +295,7 @@ def push_index(path: PathLike, repo_id: str | None = None, token: str | None = N
     try:
         api.create_repo(repo, repo_type="dataset", exist_ok=True)
         info = api.upload_file(
-            path_or_fileobj=_dump_json(registry.to_json()),
+            path_or_fileobj=dump_json(registry.to_json()),
             path_in_repo=INDEX_FILE,
             repo_id=repo,
             repo_type="dataset",

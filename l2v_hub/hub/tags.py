@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from ..errors import PackError
-from ..pack import _atomic_write
+from ..files import atomic_write
 from .source import Release
 
 __all__ = ["check_tag", "record_path", "remember_tag"]
@@ -66,4 +66,4 @@ def remember_tag(where: str, release: Release) -> None:
     if path.is_file() and path.read_text().strip() == release.commit:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, f"{release.commit}\n".encode())
+    atomic_write(path, f"{release.commit}\n".encode())
