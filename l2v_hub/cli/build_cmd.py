@@ -11,21 +11,9 @@ import click
 
 from ..errors import BuildError
 from .calibrate_cmd import calibration_options, run_calibration, summary
-from .common import model_id_arg, version_arg
+from .common import block_list, model_id_arg, version_arg
 
 __all__ = ["build"]
-
-
-def _layers(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        layers = tuple(int(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated block indices like 12,13,14, got {value!r}") from None
-    if not layers or min(layers) < 0:
-        raise click.BadParameter(f"expected block indices >= 0 like 12,13,14, got {value!r}")
-    return layers
 
 
 def _pairs(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -95,7 +83,7 @@ def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
 @click.option("--generate", is_flag=True, help="Let the LLM write both answers to each problem.")
 @click.option("--extraction", type=click.Choice(["mean-diff", "pca"]), default="mean-diff", show_default=True)
 @click.option("--keep", type=click.IntRange(min=1), help="Low-pass bins of the source spectrum [default: 11.2% of them].")
-@click.option("--layers", callback=_layers, help="Default target blocks, e.g. 12,13,14 [default: the 3 middle blocks].")
+@click.option("--layers", callback=block_list(0), help="Default target blocks, e.g. 12,13,14 [default: the 3 middle blocks].")
 @click.option("--strength", type=click.FloatRange(min=0), default=0.03, show_default=True, help="Default strength, in units of s_i (replaced by --calibrate).")
 @click.option("--calibrate", "calibrate_", is_flag=True, help="Load the target's weights too and calibrate the pack on it (see l2v-hub calibrate).")
 @calibration_options

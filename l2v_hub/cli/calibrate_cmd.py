@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..errors import L2VHubError
-from .common import model_id_arg, pack_ref_arg, version_arg
+from .common import model_id_arg, pack_arg, version_arg
 
 __all__ = ["calibrate", "calibration_options", "run_calibration"]
 
@@ -25,11 +25,6 @@ def _strengths(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     if not grid or grid[0] <= 0 or any(b <= a for a, b in itertools.pairwise(grid)):
         raise click.BadParameter(f"expected ascending positive numbers like 0.25,0.5,1, got {value!r}")
     return grid
-
-
-def _pack(ctx: click.Context, param: click.Parameter, value: str) -> str | tuple[str, str | None]:
-    """A pack folder, else a Hub reference ``org/name[@revision]`` (checked before any work)."""
-    return value if Path(value).is_dir() else pack_ref_arg(ctx, param, value)  # type: ignore[return-value]
 
 
 def calibration_options(f: Any) -> Any:
@@ -71,7 +66,7 @@ def summary(pack: Any) -> dict[str, Any]:
 
 
 @click.command()
-@click.argument("pack_ref", metavar="PACK", callback=_pack)
+@click.argument("pack_ref", metavar="PACK", callback=pack_arg)
 @click.option("--model", "model_path", required=True, help="Target model: Hub id, local folder or .gguf file (its weights are loaded).")
 @click.option("--model-id", callback=model_id_arg, help="Hub id to record for a local --model.")
 @click.option("--gguf-file", help="GGUF file name inside --model.")

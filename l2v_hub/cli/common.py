@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,7 +13,8 @@ import click
 from ..errors import PackError
 from ..metadata import _SEMVER, check_model_id
 
-__all__ = ["echo_rows", "json_option", "model_id_arg", "pack_ref_arg", "store_option", "version_arg"]
+__all__ = ["block_list", "echo_rows", "json_option", "model_id_arg", "pack_arg", "pack_ref_arg",
+           "store_option", "version_arg"]
 
 store_option = click.option(
     "--store",
@@ -49,6 +51,31 @@ def pack_ref_arg(
         return parse_ref(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def pack_arg(ctx: click.Context, param: click.Parameter, value: str) -> str | tuple[str, str | None]:
+    """A pack folder (kept as a path), else a Hub reference ``org/name[@revision]`` (click callback)."""
+    return value if Path(value).is_dir() else pack_ref_arg(ctx, param, value)  # type: ignore[return-value]
+
+
+def block_list(minimum: int = 0, why: str = "") -> Callable[..., tuple[int, ...] | None]:
+    """A click callback for comma-separated block indices ``>= minimum``, like ``12,13,14``;
+    ``why`` explains the minimum in the error."""
+
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        try:
+            layers = tuple(int(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated block indices like 12,13,14, got "
+                                     f"{value!r}") from None
+        if not layers or min(layers) < minimum:
+            raise click.BadParameter(f"expected block indices >= {minimum} like 12,13,14{why}, got "
+                                     f"{value!r}")
+        return layers
+
+    return parse
 
 
 def version_arg(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

@@ -10,31 +10,13 @@ from typing import Any
 import click
 
 from ..errors import L2VHubError
-from .common import model_id_arg, pack_ref_arg, version_arg
+from .common import block_list, model_id_arg, pack_arg, version_arg
 
 __all__ = ["export", "import_cmd"]
 
 SEMANTIC_LINE = ("llama.cpp adds the vector at every position with no norm preservation: the file "
                  "equals the pack under op=add, positions=all, not under the pack's own op and "
                  "positions.")
-
-
-def _pack(ctx: click.Context, param: click.Parameter, value: str) -> Any:
-    """A pack folder, else a Hub reference ``org/name[@revision]`` (checked before any work)."""
-    return value if Path(value).is_dir() else pack_ref_arg(ctx, param, value)
-
-
-def _layers(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        layers = tuple(int(x) for x in value.split(",") if x.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected block indices like 7,8,9, got {value!r}") from None
-    if not layers or min(layers) < 1:
-        raise click.BadParameter(f"expected block indices >= 1 like 7,8,9 (llama.cpp never steers "
-                                 f"block 0), got {value!r}")
-    return layers
 
 
 def _out(overwrite_flag: str) -> Any:
@@ -48,14 +30,14 @@ def _out(overwrite_flag: str) -> Any:
 
 
 @click.command()
-@click.argument("pack_ref", metavar="PACK", callback=_pack)
+@click.argument("pack_ref", metavar="PACK", callback=pack_arg)
 @click.option("--format", "fmt", type=click.Choice(["llama.cpp"]), required=True,
               help="llama.cpp: a control-vector GGUF for --control-vector.")
 @click.option("--overwrite", is_flag=True, is_eager=True, help="Replace an existing --out file.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               callback=_out("overwrite"), help="The .gguf file to write.")
 @click.option("--strength", type=click.FloatRange(-10, 10), help="lambda baked into the file, in units of s_i [default: the pack's].")
-@click.option("--layers", callback=_layers, help="Blocks to export, 0-based, from 1, e.g. 7,8,9 [default: the pack's].")
+@click.option("--layers", callback=block_list(1, ' (llama.cpp never steers block 0)'), help="Blocks to export, 0-based, from 1, e.g. 7,8,9 [default: the pack's].")
 @click.option("--model", "model_path", help="Target model (Hub id, folder or .gguf), to measure s_i of a pack that is not calibrated.")
 @click.option("--gguf-file", help="GGUF file name inside --model.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Cache of dequantized GGUF models.")
