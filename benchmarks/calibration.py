@@ -21,6 +21,7 @@ it to a local store, registers it, and then, with the model patched by ``l2v_hub
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -28,6 +29,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -74,12 +76,22 @@ def answer_perplexity(model: Any, tokenizer: Any, question: str, answer: str) ->
     return math.exp(float(torch.nn.functional.cross_entropy(logits, torch.tensor(tokens))))
 
 
-def row(model: Any, tok: Any, judge: Any, problems: list[Any], text: str, tokens: int) -> dict[str, Any]:
-    """Measures of the model as it is now (patched or not); ``judge`` scores readability
-    (the unpatched model: called with every patch disabled)."""
+@contextlib.contextmanager
+def paused(handle: Any) -> Iterator[None]:
+    """The patch stays on, paused: the unpatched model scores the answers."""
+    was, handle.enabled = handle.enabled, False
+    try:
+        yield
+    finally:
+        handle.enabled = was
+
+
+def row(model: Any, tok: Any, handle: Any, problems: list[Any], text: str, tokens: int) -> dict[str, Any]:
+    """Measures of the model as ``handle`` leaves it now (enabled or paused); the unpatched model
+    (``handle`` paused) scores the answers' readability."""
     ppl = perplexity(model, tok, text)
     answers = answer_problems(model, tok, problems, tokens)
-    with judge():
+    with paused(handle):
         scores = [answer_perplexity(model, tok, p.question, a.text) for p, a in zip(problems, answers, strict=True)]
     finite = sorted(s for s in scores if s is not None)
     out = summarize(answers)
@@ -121,34 +133,15 @@ def run_case(case: str, args: argparse.Namespace, store: Path, registry: Path) -
     rows: dict[str, Any] = {}
     with l2v_hub.patch(target) as handle:  # by the model's id, through the registry: nothing else
         handle.enabled = False
-
-        def judge() -> Any:  # the patch stays on, paused: the unpatched model scores the answers
-            class Paused:
-                def __enter__(self) -> None:
-                    self.was, handle.enabled = handle.enabled, False
-
-                def __exit__(self, *exc: object) -> None:
-                    handle.enabled = self.was
-            return Paused()
-
-        rows["unpatched"] = row(target, target_tok, judge, problems, text, args.max_new_tokens)
+        rows["unpatched"] = row(target, target_tok, handle, problems, text, args.max_new_tokens)
         handle.enabled = True
-        rows["pack"] = row(target, target_tok, judge, problems, text, args.max_new_tokens)
+        rows["pack"] = row(target, target_tok, handle, problems, text, args.max_new_tokens)
         applied = {"strength": handle.strength, "positions": handle.positions, "layers": list(handle.layers),
                    "op": handle.op, "scale_origin": handle.scale_origin}
     control = replace(pack, directions=random_directions(pack.target.hidden_size, pack.target.num_layers,
                                                          pack.calibration.control_seed))
     with l2v_hub.patch(target, control) as handle:
-        def judge_control() -> Any:
-            class Paused:
-                def __enter__(self) -> None:
-                    handle.enabled = False
-
-                def __exit__(self, *exc: object) -> None:
-                    handle.enabled = True
-            return Paused()
-
-        rows["random control"] = row(target, target_tok, judge_control, problems, text, args.max_new_tokens)
+        rows["random control"] = row(target, target_tok, handle, problems, text, args.max_new_tokens)
     c = pack.calibration
     return {
         "scales": ", ".join(f"{b}: {pack.scale.values[b]:.3g}" for b in pack.defaults.layers),

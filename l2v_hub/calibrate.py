@@ -78,20 +78,22 @@ def _sweep(model: Any, tokenizer: Any, pack: Pack, text: str, base: float, budge
            grid: tuple[float, ...], positions: str) -> tuple[float, list[GridPoint]]:
     """Largest grid strength before the perplexity first exceeds ``(1 + budget) * base``."""
     chosen, points = 0.0, []
-    for lam in grid:
-        with patch(model, pack, strength=lam, positions=positions, strict=False):
+    # One patch per policy; the strength changes without re-patching.
+    with patch(model, pack, strength=grid[0], positions=positions, strict=False) as handle:
+        for lam in grid:
+            handle.strength = lam
             ppl = perplexity(model, tokenizer, text)
-        points.append(GridPoint(lam, positions, round(ppl, 4)))
-        if ppl > (1 + budget) * base:
-            break
-        chosen = lam
+            points.append(GridPoint(lam, positions, round(ppl, 4)))
+            if ppl > (1 + budget) * base:
+                break
+            chosen = lam
     return chosen, points
 
 
 def _row(model: Any, tokenizer: Any, problems: list[Problem], text: str, max_new_tokens: int,
-         batch_size: int, pack: Pack | None = None) -> Measures:
-    if pack is None:
-        ppl = perplexity(model, tokenizer, text)
+         batch_size: int, pack: Pack | None = None, unpatched_perplexity: float = 0.0) -> Measures:
+    if pack is None:  # the unpatched perplexity was measured for the sweep already
+        ppl = unpatched_perplexity
         out = summarize(answer_problems(model, tokenizer, problems, max_new_tokens, batch_size))
     else:
         with patch(model, pack, strict=False):
@@ -171,7 +173,8 @@ def calibrate(
     chosen = replace(base_pack, defaults=Defaults(strength, layers),
                      hook=Hook(op=pack.hook.op, positions=policy))
     control = replace(chosen, directions=random_directions(dims.hidden_size, dims.num_layers, seed))
-    baseline = _row(model, tokenizer, problems, text, max_new_tokens, batch_size)
+    baseline = _row(model, tokenizer, problems, text, max_new_tokens, batch_size,
+                    unpatched_perplexity=base)
     steps.update()
     measured = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, chosen)
     controlled = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, control)

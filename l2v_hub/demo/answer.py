@@ -20,6 +20,7 @@ import torch
 
 import l2v_hub
 from l2v_hub.measure import final_number
+from l2v_hub.measure.text import written_logits
 
 __all__ = ["QUESTIONS", "Answer", "Question", "answer_questions", "final_number", "load_target",
            "main"]
@@ -73,19 +74,11 @@ def _answer(model: Any, tokenizer: Any, question: Question, max_new_tokens: int)
 
 
 def _answer_logits(model: Any, tokenizer: Any, question: Question, answer: str) -> torch.Tensor:
-    """Next-token logits over the first 8 tokens of ``answer``, fed as text the model writes:
-    the prompt in one forward, the answer's tokens in a second one on its cache (so a patch that
-    steers generated tokens steers them)."""
+    """Next-token logits over the first 8 tokens of ``answer``, read as text the model writes
+    (so a patch that steers generated tokens steers them)."""
     inputs = tokenizer(prompt(question), return_tensors="pt")
     written = tokenizer(" " + answer, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :8]
-    with torch.inference_mode():
-        first = model(**inputs, use_cache=True)
-        if written.shape[1] == 0:
-            return first.logits[0, -1:].float()
-        name = "cache" if "cache" in first else "past_key_values"
-        mask = torch.ones(1, inputs["input_ids"].shape[1] + written.shape[1], dtype=torch.long)
-        rest = model(input_ids=written, attention_mask=mask, use_cache=True, **{name: first[name]})
-    return torch.cat([first.logits[0, -1:], rest.logits[0]]).float()
+    return written_logits(model, inputs["input_ids"], written)
 
 
 def answer_questions(

@@ -289,10 +289,10 @@ def patch(
 
     Raises ``IncompatiblePackError`` when the pack's target dimensions differ from the model's
     text config (or, with ``strict=True``, its model id) or its scale cannot be measured,
-    ``PackError`` for a broken or v1 pack and ``L2VHubError`` for bad arguments; in every case
-    before the model is touched. With no ``pack``, only a registry's pack is applied unless
-    ``allow_discovery`` (default ``$L2V_HUB_ALLOW_DISCOVERY``) lets an unreviewed pack found on
-    the Hub be applied. See docs/loader.md for the semantics of ``op`` and ``positions``.
+    ``PackError`` for a broken or v1 pack and ``ArgumentError`` (a ``ValueError``) for bad
+    arguments; in every case before the model is touched. With no ``pack``, only a registry's
+    pack is applied unless ``allow_discovery`` (default ``$L2V_HUB_ALLOW_DISCOVERY``) lets an
+    unreviewed pack found on the Hub be applied. See docs/loader.md for the semantics of ``op`` and ``positions``.
     """
     if not isinstance(model, nn.Module):
         raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -68,10 +68,10 @@ def norm_preserving_add(h: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
     zero (no NaN, also in the backward pass).
     """
     h32 = h.float()
-    k = torch.maximum(_amax(h32), push.detach().abs().amax())
+    m = _amax(h32)
+    k = torch.maximum(m, push.detach().abs().amax())
     c = h32 / k + push / k
     direction = c / _norm(c).clamp_min(_TINY)  # an all-zero c (h = p = 0): zeros, not NaN
-    m = _amax(h32)
     # ||h|| = ||h / m|| * m, multiplied last: only a result beyond float32 can overflow (to inf,
     # then saturated), never 0 * inf.
     return _saturate(direction * torch.linalg.vector_norm(h32 / m, dim=-1, keepdim=True) * m,
@@ -122,6 +122,9 @@ class BlockSteerer:
         self.vector = vector  # s_i * v_i, float32, on the block's device
         self._controls = controls
         self._tracker = tracker
+        # The push strength * s_i * v_i of the last strength used: formed again only when the
+        # strength changes, not on every decode step.
+        self._push: tuple[float, torch.Tensor] | None = None
         # Training forwards: (block input's address, shape) -> (mask, strength) they steered with.
         self._forwards: OrderedDict[tuple[int, tuple[int, ...]], tuple[Any, float]] = OrderedDict()
 
@@ -159,11 +162,12 @@ class BlockSteerer:
         mask, strength = self._steering(module, args, hidden)
         if mask is False:
             return None
-        vector = self.vector
-        if vector.device != hidden.device:
+        if self.vector.device != hidden.device:
             # Only if the block runs elsewhere than its weights said at patch time (offloading).
-            vector = self.vector = vector.to(hidden.device)
-        steered = self._op(hidden, vector * strength)
+            self.vector, self._push = self.vector.to(hidden.device), None
+        if self._push is None or self._push[0] != strength:
+            self._push = (strength, self.vector * strength)
+        steered = self._op(hidden, self._push[1])
         if mask is not True:
             steered = torch.where(mask, steered, hidden)
         return (steered, *output[1:]) if isinstance(output, tuple) else steered
