@@ -34,7 +34,7 @@ $(COMPAT_STAMP): pyproject.toml Makefile
 	@touch $@
 
 lint: $(STAMP)
-	$(BIN)/ruff check l2v_hub tests benchmarks
+	$(BIN)/ruff check l2v_hub tests benchmarks scripts
 
 test: lint test-main test-compat
 

@@ -17,6 +17,7 @@ from .pack import Pack
 __all__ = [
     "BuildError",
     "Defaults",
+    "EvalReport",
     "Hook",
     "HubError",
     "IncompatiblePackError",
@@ -31,20 +32,23 @@ __all__ = [
     "TargetSpec",
     "__version__",
     "build_pack",
+    "calibrate",
+    "evaluate",
     "load_llm",
     "patch",
     "spectral",
     "unpatch",
 ]
 
-# The builder is loaded on first use, so that importing l2v_hub (and the loader) pulls in no
-# builder code.
-_BUILDER_EXPORTS = ("TargetSpec", "build_pack", "load_llm")
+# The builder, calibration and evaluation load on first use, so that importing l2v_hub (and the
+# loader) pulls in none of their code.
+_LAZY = {"TargetSpec": "builder", "build_pack": "builder", "load_llm": "builder",
+         "calibrate": "calibrate", "evaluate": "evaluation", "EvalReport": "evaluation"}
 
 
 def __getattr__(name: str) -> object:
-    if name in _BUILDER_EXPORTS:
-        from . import builder
+    if name in _LAZY:
+        import importlib
 
-        return getattr(builder, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'l2v_hub' has no attribute {name!r}")

@@ -35,7 +35,7 @@ def every_problem() -> list:
     from importlib import resources
 
     text = resources.files("l2v_hub.data").joinpath("problems.jsonl").read_text(encoding="utf-8")
-    return _parse(text.splitlines(), "problems.jsonl")
+    return _parse(text.splitlines(), "problems.jsonl", None)
 
 
 def test_no_problem_appears_in_any_builtin_pair() -> None:

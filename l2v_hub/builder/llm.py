@@ -149,6 +149,7 @@ def load_model(
     gguf_file: str | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    device_map: str | dict[str, Any] | None = None,
     trust_remote_code: bool = False,
     cache_dir: str | Path | None = None,
     revision: str | None = None,
@@ -169,14 +170,16 @@ def load_model(
             kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
             if _dtype(dtype) is not None:
                 kwargs[_dtype_kwarg()] = _dtype(dtype)
+            if device_map is not None:
+                kwargs["device_map"] = device_map
             try:
                 model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
                 tokenizer = AutoTokenizer.from_pretrained(source, revision=revision,
                                                           trust_remote_code=trust_remote_code)
             except (OSError, ValueError) as exc:
                 raise BuildError(f"cannot load the VLM '{id_or_path}': {str(exc)[:300]}") from None
-            if device is not None:
+            if device is not None and device_map is None:
                 model.to(device)
             return model.eval(), tokenizer
-    return load_llm(id_or_path, gguf_file=gguf_file, device=device, dtype=dtype,
+    return load_llm(id_or_path, gguf_file=gguf_file, device=device, dtype=dtype, device_map=device_map,
                     trust_remote_code=trust_remote_code, cache_dir=cache_dir, revision=revision)

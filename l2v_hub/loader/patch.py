@@ -38,7 +38,7 @@ from .positions import PositionTracker
 from .scale import measure_scales
 from .steer import BlockSteerer, Controls, vector_for
 
-__all__ = ["MAX_STRENGTH", "Patch", "patch", "unpatch"]
+__all__ = ["MAX_STRENGTH", "Patch", "as_pack", "patch", "unpatch"]
 
 logger = logging.getLogger(__name__)
 
@@ -240,8 +240,8 @@ def _scales(model: nn.Module, pack: Pack, tokenizer: Any, layers_path: str | Non
     return measured, "measured"
 
 
-def _resolve_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str | None,
-                  allow_discovery: bool | None = None) -> Pack:
+def as_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str | None = None,
+            allow_discovery: bool | None = None) -> Pack:
     """The one place a ``pack`` argument becomes a Pack: a Pack, a local folder, a Hub reference
     ``org/name[@revision]``, or (``None``) the pack the registries name for the model's id (or,
     with ``allow_discovery``, the one Hub discovery finds)."""
@@ -297,7 +297,7 @@ def patch(
     if not isinstance(model, nn.Module):
         raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     model = unwrap_compiled(model)
-    resolved = _resolve_pack(pack, model, model_id, allow_discovery)
+    resolved = as_pack(pack, model, model_id, allow_discovery)
     _check_fit(model, resolved, model_id, strict)
     num_layers = resolved.target.num_layers
     chosen = _check_layers(resolved.defaults.layers if layers is None else layers, num_layers)

@@ -9,16 +9,19 @@ from .answers import (
     final_number,
     is_step_by_step,
     non_ascii_share,
-    prompt_ids,
+    score,
     summarize,
 )
 from .control import random_directions
-from .problems import Problem, builtin_problems, load_problems
+from .problems import Problem, ProblemsError, builtin_problems, load_problems
+from .prompts import REGIMES, prompt_ids, question_text
 from .text import neutral_text, perplexity
 
 __all__ = [
+    "REGIMES",
     "Answer",
     "Problem",
+    "ProblemsError",
     "answer_problems",
     "builtin_problems",
     "final_number",
@@ -28,6 +31,8 @@ __all__ = [
     "non_ascii_share",
     "perplexity",
     "prompt_ids",
+    "question_text",
     "random_directions",
+    "score",
     "summarize",
 ]

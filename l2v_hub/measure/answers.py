@@ -1,7 +1,8 @@
-"""Answers to problems: prompts (the model's chat template, else a plain Q/A frame), batched greedy
-decoding with left padding, and the surface measures of an answer (docs/calibration.md):
+"""Answers to problems: batched greedy decoding with left padding (prompts: ``prompts.py``), and
+the surface measures of an answer (docs/calibration.md, docs/eval.md):
 
-- correct: the last number written in the answer equals the integer answer;
+- correct: the last number written in the answer equals the answer; for a multiple-choice
+  problem, the last standalone choice letter is the right one (:func:`final_letter`);
 - step-by-step: at least 2 distinct numbers, and either >= 2 *different* segments (lines or
   sentences) holding a number, or a step word (step, first, firstly, then, next, finally,
   therefore, thus, so) with >= 3 numbers of which one is not in the question; the last segment of
@@ -12,6 +13,8 @@ decoding with left padding, and the surface measures of an answer (docs/calibrat
 from __future__ import annotations
 
 import re
+import string
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,15 +22,17 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .problems import Problem
+from .prompts import encode, is_chat, pad_id, question_text, tokenizer_of
 
-__all__ = ["Answer", "answer_problems", "final_number", "is_step_by_step", "non_ascii_share",
-           "prompt_ids", "summarize"]
+__all__ = ["Answer", "answer_problems", "final_letter", "final_number", "is_step_by_step",
+           "non_ascii_share", "score", "summarize"]
 
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 _SEGMENT = re.compile(r"\n+|(?<=[.!?])\s+")
 _STEP_WORD = re.compile(r"\b(?:step|first|firstly|then|next|finally|therefore|thus|so)\b", re.I)
-# A base model answering in the plain frame goes on with the next "Question:"; the answer ends there.
-_STOP = "Question:"
+# A base model answering in the plain frame goes on with the next "Question:", or loops on new
+# "Answer:" lines; the answer ends at the first of them.
+_STOPS = ("Question:", "\nAnswer:")
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class Answer:
     text: str
     tokens: int
     truncated: bool
-    final: float | None
+    final: float | str | None
     correct: bool
     step_by_step: bool
 
@@ -71,26 +76,22 @@ def non_ascii_share(text: str) -> float:
     return sum(ord(c) > 127 for c in text) / len(text) if text else 0.0
 
 
-def prompt_ids(tokenizer: Any, question: str) -> list[int]:
-    """The question as the model is asked it: its chat template (user turn, generation prompt),
-    or ``Question: ...\\nAnswer:`` for a model without one."""
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": question}],
-                                             tokenize=False, add_generation_prompt=True)
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return list(tokenizer(f"Question: {question}\nAnswer:")["input_ids"])
-
-
 class _StopAt(StoppingCriteria):
-    """Ends a row once its generated text holds ``text`` (transformers' own ``stop_strings``
+    """Ends a row once its generated text holds one of ``texts`` (transformers' own ``stop_strings``
     fails on word-level tokenizers). Decodes only each row's last 16 new tokens per step."""
 
-    def __init__(self, tokenizer: Any, text: str, start: int) -> None:
-        self.tokenizer, self.text, self.start = tokenizer, text, start
+    def __init__(self, tokenizer: Any, texts: tuple[str, ...], start: int) -> None:
+        self.tokenizer, self.texts, self.start = tokenizer, texts, start
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         tails = self.tokenizer.batch_decode(input_ids[:, max(self.start, input_ids.shape[1] - 16):])
-        return torch.tensor([self.text in t for t in tails], device=input_ids.device)
+        return torch.tensor([any(s in t for s in self.texts) for t in tails], device=input_ids.device)
+
+
+def _cut(text: str) -> tuple[str, bool]:
+    """``text`` up to the first stop string, and whether there was one."""
+    ends = [i for s in _STOPS if (i := text.find(s)) >= 0]
+    return (text[:min(ends)], True) if ends else (text, False)
 
 
 def _eos_ids(model: Any, tok: Any) -> set[int]:
@@ -99,38 +100,82 @@ def _eos_ids(model: Any, tok: Any) -> set[int]:
     return {int(i) for i in [*ids, tok.eos_token_id] if i is not None}
 
 
+def final_letter(text: str, problem: Problem) -> str | None:
+    """The last standalone choice letter of ``problem`` in ``text``; else the letter of the
+    choice whose number the text ends on; else None."""
+    letters = string.ascii_uppercase[:len(problem.choices)]
+    found = re.findall(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", text)
+    if found:
+        return found[-1]
+    final = final_number(text)
+    values = [final_number(c) for c in problem.choices]
+    hits = [letters[i] for i, v in enumerate(values) if final is not None and v == final]
+    return hits[0] if len(hits) == 1 else None
+
+
+def score(text: str, problem: Problem) -> tuple[float | str | None, bool]:
+    """``(final answer read from text, whether it is right)``: the last number, or for a
+    multiple-choice problem the choice letter (:func:`final_letter`)."""
+    if problem.choices:
+        letter = final_letter(text, problem)
+        return letter, letter == problem.answer
+    final = final_number(text)
+    return final, final is not None and abs(final - float(problem.answer)) < 1e-9
+
+
+def _batches(problems: list[Problem], lengths: list[int], size: int) -> list[list[int]]:
+    """Indices in batches of ``size``: rows with the same number of images together (a
+    processor takes one kind per call), by prompt length within them (less padding)."""
+    order = sorted(range(len(problems)), key=lambda i: (len(problems[i].images), lengths[i]))
+    out: list[list[int]] = []
+    for i in order:
+        if out and len(out[-1]) < size and len(problems[out[-1][0]].images) == len(problems[i].images):
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def _device(model: Any) -> torch.device:
+    # Under a device_map the inputs go where the embeddings are (accelerate moves the rest).
+    return model.get_input_embeddings().weight.device
+
+
 @torch.inference_mode()
-def answer_problems(model: Any, tokenizer: Any, problems: list[Problem], max_new_tokens: int = 64,
-                    batch_size: int = 20) -> list[Answer]:
-    """Greedy answers in the input order, batched with left padding (prompts sorted by length)."""
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
-    chat = bool(getattr(tokenizer, "chat_template", None))
-    prompts = [prompt_ids(tokenizer, p.question) for p in problems]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    device = next(p.device for p in model.parameters())
-    eos = _eos_ids(model, tokenizer)
+def answer_problems(model: Any, processor_or_tokenizer: Any, problems: list[Problem],
+                    max_new_tokens: int = 64, batch_size: int = 20, regime: str = "plain",
+                    on_batch: Callable[[list[Answer]], None] | None = None) -> list[Answer]:
+    """Greedy answers in the input order, batched with left padding (:func:`encode`).
+
+    ``processor_or_tokenizer``: the model's tokenizer, or its processor when a problem has an
+    image. ``on_batch`` gets each batch's answers as they are done (to keep them on disk).
+    """
+    tok = tokenizer_of(processor_or_tokenizer)
+    pad, chat = pad_id(processor_or_tokenizer), is_chat(processor_or_tokenizer)
+    lengths = [len(question_text(p, regime)) for p in problems]
+    device = _device(model)
+    eos = _eos_ids(model, tok)
     out: list[Answer | None] = [None] * len(problems)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        width = max(len(prompts[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
-            mask[row, width - len(prompts[i]):] = 1
-        stop = {} if chat else {"stopping_criteria": StoppingCriteriaList([_StopAt(tokenizer, _STOP, width)])}
-        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+    for chunk in _batches(problems, lengths, batch_size):
+        inputs = encode(processor_or_tokenizer, [problems[i] for i in chunk], regime)
+        width = inputs["input_ids"].shape[1]
+        stop = {} if chat else {"stopping_criteria": StoppingCriteriaList([_StopAt(tok, _STOPS, width)])}
+        gen = model.generate(**{k: v.to(device) for k, v in inputs.items()}, do_sample=False,
                              max_new_tokens=max_new_tokens, pad_token_id=pad, **stop)
+        done = []
         for row, i in zip(gen[:, width:].tolist(), chunk, strict=True):
             ended = next((k for k, t in enumerate(row) if t in eos), None)
-            text = tokenizer.decode(row[:ended], skip_special_tokens=True)
-            stopped = not chat and _STOP in text
-            text = text.split(_STOP)[0].strip() if not chat else text.strip()
+            text = tok.decode(row[:ended], skip_special_tokens=True)
+            text, stopped = _cut(text) if not chat else (text, False)
+            text = text.strip()
             truncated = ended is None and not stopped
-            p, final = problems[i], final_number(text)
-            out[i] = Answer(p.id, text, len(tokenizer(text, add_special_tokens=False)["input_ids"]),
-                            truncated, final, final is not None and abs(final - p.answer) < 1e-9,
-                            is_step_by_step(text, p.question, truncated))
+            p = problems[i]
+            final, correct = score(text, p)
+            out[i] = Answer(p.id, text, len(tok(text, add_special_tokens=False)["input_ids"]),
+                            truncated, final, correct, is_step_by_step(text, p.question, truncated))
+            done.append(out[i])
+        if on_batch is not None:
+            on_batch(done)  # type: ignore[arg-type]
     return out  # type: ignore[return-value]
 
 
