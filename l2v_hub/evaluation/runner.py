@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,9 @@ def select_problems(problems: Sequence[Problem] | PathLike, limit: int | None = 
         every, source = list(problems), "given"
     if not every:
         raise ArgumentError("problems: none given")
+    twice = [i for i, n in Counter(p.id for p in every).items() if n > 1]
+    if twice:  # answers are kept and resumed by id
+        raise ArgumentError(f"problems: id {twice[0]!r} is given more than once; ids must be unique")
     if limit is not None:
         if limit < 1:
             raise ArgumentError(f"limit must be >= 1, got {limit!r}")
