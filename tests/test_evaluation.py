@@ -353,6 +353,22 @@ def test_image_problems_need_a_processor(tiny, tmp_path: Path) -> None:
     assert not (tmp_path / "o" / "answers.jsonl").exists()
 
 
+def test_problems_sharing_an_id_are_refused_before_any_answer(tiny) -> None:
+    # Answers are kept by id: a second "q1" would take the first one's place.
+    given = [*problems(), Problem("q1", "", "Another question?", 3)]
+    with pytest.raises(ArgumentError, match="id 'q1' is given more than once"):
+        run(tiny, given)
+
+
+def test_one_problem_gives_a_report_that_is_valid_json(tiny, tmp_path: Path) -> None:
+    report = run(tiny, problems()[:1], out=tmp_path / "one")
+    c = report.row("pack 1").against("unpatched")
+    assert (c.ci_low, c.ci_high) == (None, None)  # no interval from one problem
+    text = (tmp_path / "one" / "report.json").read_text()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in report.json"))
+    assert "nan" not in report.table().lower() and "nan" not in report.markdown().lower()
+
+
 def test_limit_keeps_evenly_spaced_problems(tiny) -> None:
     report = run(tiny, limit=3, control="none", reference=False)
     assert [a["id"] for a in report.row("unpatched").answers] == ["q0", "q2", "q5"]

@@ -186,6 +186,12 @@ def test_compare_counts_won_and_lost() -> None:
     assert back.difference == pytest.approx(-c.difference)
 
 
+def test_compare_of_one_problem_has_no_interval() -> None:
+    c = compare([True], [False], "unpatched")
+    assert (c.won, c.lost, c.difference, c.p_value) == (1, 0, 1.0, 1.0)
+    assert (c.ci_low, c.ci_high) == (None, None)
+
+
 def test_compare_refuses_rows_of_different_problems() -> None:
     with pytest.raises(ValueError, match="different problems"):
         compare([True, False], [True], "x")
