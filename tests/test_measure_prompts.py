@@ -246,6 +246,22 @@ def test_rows_are_read_with_their_fields(tmp_path: Path) -> None:
     assert (choice.answer, choice.choices) == ("B", ("x", "y"))
 
 
+def test_null_or_empty_optional_fields_mean_none(tmp_path: Path) -> None:
+    # What a table exported to JSONL writes for a row without choices or image.
+    rows = [{"question": "q1", "answer": 3, "choices": None, "image": None},
+            {"question": "q2", "answer": 4, "choices": [], "image": []},
+            {"question": "q3", "answer": 5, "image": ""}]
+    problems = load_problems(write(tmp_path, *rows))
+    assert [(p.answer, p.choices, p.images) for p in problems] == [(3, (), ()), (4, (), ()), (5, (), ())]
+
+
+def test_a_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\r\n")
+    (problem,) = load_problems(path)
+    assert (problem.id, problem.answer) == ("ok", 4)
+
+
 def test_the_builtin_heldout_set_has_600_problems() -> None:
     problems = builtin_problems("heldout", None)
     assert len(problems) == 600 and len({p.id for p in problems}) == 600
