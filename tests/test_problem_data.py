@@ -3,8 +3,8 @@
 heldout.jsonl is checked row by row against the problems schema, every answer is re-computed from
 its ``solution`` expression by an evaluator written here (not the generator's), the set is shown to
 share no template with the builtin contrastive pairs or problems.jsonl, and the committed file is
-shown to be exactly what scripts/make_heldout.py writes. scripts/make_image_problems.py is loaded
-from its path (scripts/ is not a package) and run into a temp folder.
+shown to be exactly what scripts/make_heldout.py writes. The image problems
+(l2v_hub/demo/image_problems.py) are generated into a temp folder.
 """
 
 from __future__ import annotations
@@ -164,7 +164,9 @@ def test_heldout_jsonl_is_what_the_generator_writes(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def images() -> ModuleType:
-    return load_script("make_image_problems")
+    from l2v_hub.demo import image_problems
+
+    return image_problems
 
 
 def test_image_problems_exist_at_the_size_asked_and_answer_their_solutions(
@@ -198,11 +200,11 @@ def test_image_problems_are_deterministic_for_a_seed(images: ModuleType, tmp_pat
 
 
 def test_image_script_command_line(tmp_path: Path) -> None:
-    script = ROOT / "scripts" / "make_image_problems.py"
-    done = subprocess.run([sys.executable, str(script), str(tmp_path), "--count", "2",
+    script = [sys.executable, "-m", "l2v_hub.demo.image_problems"]
+    done = subprocess.run([*script, str(tmp_path), "--count", "2",
                            "--seed", "1", "--size", "128"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(read_jsonl(tmp_path / "problems.jsonl")) == 2
-    bad = subprocess.run([sys.executable, str(script), str(tmp_path), "--size", "64"],
+    bad = subprocess.run([*script, str(tmp_path), "--size", "64"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "size" in bad.stderr

@@ -4,6 +4,8 @@ explicit chain-of-thought prompt (``l2v_hub.evaluate``; docs/eval.md)."""
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,10 @@ def eval_cmd(model_path: str, packs: list[Any], **o: Any) -> None:
         prompt=o["prompt"], reference=o["reference"], max_new_tokens=o["max_new_tokens"],
         batch_size=o["batch_size"], seed=o["seed"], limit=o["limit"], out=o["out"],
         model_id=o["model_id"], progress=not o["quiet"])
+    if "eval" in sys.argv:  # run from a shell (not through click's test runner): keep the command
+        report.config["command"] = "l2v-hub eval " + shlex.join(sys.argv[sys.argv.index("eval") + 1:])
+        if o["out"] is not None:
+            report.save(o["out"])
     if o["as_json"]:
         click.echo(json.dumps(report.to_json(answers=False), indent=1))
         return

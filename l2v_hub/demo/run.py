@@ -1,5 +1,5 @@
 """The stages of ``make demo``: source LLM -> two packs -> calibrated on each target -> local store ->
-registry -> fresh process.
+registry -> fresh process -> ``l2v-hub eval`` on the VLM target.
 
 Each stage prints what it does and is timed; ``run`` returns the timings and the answers so the
 tests can run the same stages on tiny models.
@@ -7,6 +7,7 @@ tests can run the same stages on tiny models.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -45,8 +46,18 @@ class DemoPlan:
     python_path: tuple[str, ...] = ()
     # Calibration on each target: problems per row and their token budget (kept small: the demo
     # shows the path; docs/calibration.md has the full-size runs).
-    calibration_problems: int = 8
-    calibration_tokens: int = 32
+    calibration_problems: int = 6
+    calibration_tokens: int = 24
+    # The last stage: `l2v-hub eval` on a VLM saved as a folder with its processor (a
+    # ``module:function`` called with ``cache``, giving the folder), registered under
+    # ``eval_target_id``: unpatched / pack / random control on generated image problems and
+    # builtin held-out text problems, in the direct regime. None: no eval stage.
+    eval_target: str | None = None
+    eval_target_id: str = ""
+    eval_images: int = 6
+    eval_texts: int = 6
+    eval_tokens: int = 24
+    eval_image_size: int = 128
 
 
 @dataclass
@@ -58,6 +69,7 @@ class DemoResult:
     repos: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     answers: list[dict[str, Any]] = field(default_factory=list)
+    eval: dict[str, Any] = field(default_factory=dict)
 
 
 def real_plan(out: Path = Path(".cache/demo"), cache: Path = Path(".cache/l2v_hub")) -> DemoPlan:
@@ -75,6 +87,8 @@ def real_plan(out: Path = Path(".cache/demo"), cache: Path = Path(".cache/l2v_hu
         targets=(TargetSpec(GEMMA_ID, 640, 18, "gemma3_text"), TargetSpec(GEMMA_VLM_ID, 640, 18, "gemma3")),
         target_loaders=("l2v_hub.demo.models:load_gemma", "l2v_hub.demo.models:load_gemma_vlm"),
         pairs=PairSet("builtin-every-4th", pairs.style, pairs.pairs[::4]),
+        eval_target="l2v_hub.demo.vlm:gemma_vlm",
+        eval_target_id=GEMMA_VLM_ID,
     )
 
 
@@ -122,12 +136,17 @@ def print_answers(answers: list[dict[str, Any]]) -> None:
             print(f"    {side:>8}: mean {tokens / n:.1f} tokens, {lines / n:.1f} lines, {right}/{n} correct")
 
 
-def _answer_in_fresh_process(plan: DemoPlan, result: DemoResult) -> list[dict[str, Any]]:
-    out = plan.out / "answers.json"
+def _fresh_env(plan: DemoPlan, result: DemoResult) -> dict[str, str]:
     env = {**os.environ, STORE_ENV: str(result.store.resolve()), REGISTRY_ENV: str(result.registry.resolve()),
            "HF_HUB_OFFLINE": "1"}
     if plan.python_path:
         env["PYTHONPATH"] = os.pathsep.join([*plan.python_path, env.get("PYTHONPATH", "")])
+    return env
+
+
+def _answer_in_fresh_process(plan: DemoPlan, result: DemoResult) -> list[dict[str, Any]]:
+    out = plan.out / "answers.json"
+    env = _fresh_env(plan, result)
     print(f"    {STORE_ENV}={env[STORE_ENV]}\n    {REGISTRY_ENV}={env[REGISTRY_ENV]}")
     subprocess.run(
         [sys.executable, "-m", "l2v_hub.demo.answer", str(out), str(plan.cache), str(plan.max_new_tokens),
@@ -152,6 +171,40 @@ def _calibrate(plan: DemoPlan, pack: Any, loader: str) -> Any:
           f"{c.baseline.perplexity:.4g} unpatched, {c.pack.perplexity:.4g} pack, "
           f"{c.control.perplexity:.4g} random control")
     return calibrated
+
+
+def _eval_problems(plan: DemoPlan, folder: Path) -> Path:
+    """Generated image problems and the first builtin held-out text problems, in one JSONL."""
+    from ..measure import builtin_problems
+    from .image_problems import make_image_problems
+
+    path = make_image_problems(folder, count=plan.eval_images, seed=0, size=plan.eval_image_size)
+    text = [{"id": p.id, "kind": p.kind, "question": p.question, "answer": p.answer,
+             **({"choices": list(p.choices)} if p.choices else {})}
+            for p in builtin_problems("heldout", plan.eval_texts)]
+    with path.open("a", encoding="utf-8") as out:
+        out.write("".join(json.dumps(row) + "\n" for row in text))
+    return path
+
+
+def _eval(plan: DemoPlan, result: DemoResult) -> dict[str, Any]:
+    """``l2v-hub eval`` in a fresh process, the pack found by the model id through the registry."""
+    module, _, function = (plan.eval_target or "").partition(":")
+    folder = getattr(importlib.import_module(module), function)(plan.cache)
+    problems = _eval_problems(plan, plan.out / "eval-problems")
+    out = plan.out / "eval"
+    shutil.rmtree(out, ignore_errors=True)
+    args = ["eval", "--model", str(folder), "--model-id", plan.eval_target_id, "--pack", "auto",
+            "--problems", str(problems), "--prompt", "direct", "--no-reference",
+            "--max-new-tokens", str(plan.eval_tokens), "--batch-size", "6", "--out", str(out),
+            "--quiet"]
+    print("    $ l2v-hub " + " ".join(args), flush=True)
+    done = subprocess.run([sys.executable, "-m", "l2v_hub", *args], env=_fresh_env(plan, result),
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"l2v-hub eval failed ({done.returncode}): {done.stderr[-2000:]}")
+    print(textwrap.indent(done.stdout.rstrip(), "    "), flush=True)
+    return json.loads((out / "report.json").read_text(encoding="utf-8"))
 
 
 def run(plan: DemoPlan) -> DemoResult:
@@ -194,6 +247,10 @@ def run(plan: DemoPlan) -> DemoResult:
     with _stage(result, 6, "a fresh Python process: load each target, l2v_hub.patch(model), answer"):
         result.answers = _answer_in_fresh_process(plan, result)
     print_answers(result.answers)
+    if plan.eval_target is not None:
+        with _stage(result, 7, f"measure the pack on {plan.eval_target_id}: l2v-hub eval, unpatched / "
+                               "pack / random control, image and text problems"):
+            result.eval = _eval(plan, result)
     total = time.perf_counter() - start
     print("\nwhere the packs are:")
     for repo in result.repos:

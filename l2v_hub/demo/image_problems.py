@@ -1,6 +1,6 @@
 """Generate image problems for `l2v-hub eval`: rendered numbers, shapes to count, bar charts to read.
 
-    python scripts/make_image_problems.py OUT_DIR [--count N] [--seed S] [--size PX]
+    python -m l2v_hub.demo.image_problems OUT_DIR [--count N] [--seed S] [--size PX]
 
 writes OUT_DIR/images/image-0001.png, ... and OUT_DIR/problems.jsonl, whose rows name their image
 by a path relative to the JSONL file. Five kinds take turns, so any five consecutive rows hold one
@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["KINDS", "make_image_problems"]
 
 KINDS = ("read_number", "sum_numbers", "count_shapes", "bar_value", "bar_difference")
 LETTERS = "ABCDE"
