@@ -1,17 +1,15 @@
 """``l2v-hub eval`` end to end on a tiny random VLM folder (a Qwen2 LM wrapped as LLaVA-OneVision by
 l2v_hub.demo.vlm, with its processor and chat template), a pack folder and image problems drawn
-by scripts/make_image_problems.py: the JSON, the report files, resuming, text rows beside image
+by l2v_hub.demo.image_problems: the JSON, the report files, resuming, text rows beside image
 rows, and the errors a user meets (a malformed problems file, a bad option)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
+import click
 import pytest
 import torch
 from click.testing import CliRunner
@@ -23,11 +21,11 @@ from transformers import AutoProcessor
 
 from l2v_hub.cli import main
 from l2v_hub.cli.eval_cmd import eval_cmd
+from l2v_hub.demo.image_problems import make_image_problems
 from l2v_hub.demo.vlm import save_vlm
 from l2v_hub.measure import load_problems
 from l2v_hub.measure.prompts import encode
 
-ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ("accuracy", "step_by_step", "answer_tokens", "truncated", "non_ascii", "perplexity",
             "correct", "n", "comparisons", "power")
 pytestmark = pytest.mark.filterwarnings("ignore:cannot tell which model this is")
@@ -41,16 +39,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def image_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_script_make_image_problems",
-                                                  ROOT / "scripts" / "make_image_problems.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cli-eval")
@@ -58,7 +46,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                      root / "vlm", model_id="test/tiny-vlm")
     pack = random_pack(32, 2, target_id="test/tiny-vlm", model_type="llava_onevision", scale=4.0)
     pack.save_pretrained(root / "pack")
-    problems = image_script().make_image_problems(root / "images", count=5, seed=0, size=128)
+    problems = make_image_problems(root / "images", count=5, seed=0, size=128)
     # The same five, plus two text-only rows, in a second file beside the first.
     mixed = problems.with_name("mixed.jsonl")
     mixed.write_text(problems.read_text() + json.dumps(
@@ -92,7 +80,7 @@ def test_help_documents_every_option() -> None:
         assert issue in options
     # every option has words of its own, not just its name
     for p in eval_cmd.params:
-        if isinstance(p, __import__("click").Option) and p.name != "help":
+        if isinstance(p, click.Option) and p.name != "help":
             assert p.help, p.name
     assert "random|none" in text and "plain|direct|cot" in text
 
