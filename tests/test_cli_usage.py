@@ -32,6 +32,15 @@ BAD = {
         ["{pack}", "--model", "org/m", "--out", "{tmp}/o", "--model-id", "../up"],
         ["{tmp}/missing", "--model", "org/m", "--out", "{tmp}/o"],
     ],
+    "eval": [
+        ["--model", "org/m", "--prompt", "bogus"],
+        ["--model", "org/m", "--problems", "{tmp}/missing.jsonl"],
+        ["--model", "org/m", "--strength", "11"],
+        ["--model", "org/m", "--limit", "0"],
+        ["--model", "org/m", "--pack", "../up"],
+        ["--model", "org/m", "--model-id", "../up"],
+        ["--model", "org/m", "--control", "shuffled"],
+    ],
     "export": [
         ["{pack}", "--format", "onnx", "--out", "{tmp}/cv.gguf"],
         ["{pack}", "--format", "llama.cpp", "--out", "{tmp}/cv.gguf", "--strength", "nan"],

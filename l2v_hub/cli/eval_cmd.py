@@ -67,8 +67,10 @@ def _processor(source: str, tokenizer: Any, model: Any, trust_remote_code: bool)
                                                 "prompt_last"]),
               help="Positions the pack steers [default: the pack's own].")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate N problems, evenly spaced.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Token budget of each answer (greedy); one that reaches it counts as truncated.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Problems answered together (left-padded batches).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the random control and of the bootstrap.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -90,8 +92,10 @@ def eval_cmd(model_path: str, packs: list[Any], **o: Any) -> None:
     print accuracy, won/lost, McNemar's exact p, a paired bootstrap 95% interval, step-by-step
     share, answer length, truncation and neutral-text perplexity per row."""
     from ..builder import load_model
-    from ..evaluation import evaluate
+    from ..evaluation import evaluate, select_problems
 
+    # A malformed problems file fails here, not after minutes of loading the model.
+    select_problems(o["problems"], o["limit"])
     model, tokenizer = load_model(model_path, device=o["device"], dtype=o["dtype"],
                                   device_map=o["device_map"], cache_dir=o["cache_dir"],
                                   trust_remote_code=o["trust_remote_code"])

@@ -91,8 +91,9 @@ class EvalReport:
         c = r.against(other) if other else None
         if c is None:
             return ["–", "–", "–"]
-        return [f"{c.won}/{c.lost}", _p(c.p_value),
-                f"{_signed(c.difference)} [{_signed(c.ci_low)}, {_signed(c.ci_high)}]"]
+        ci = "" if c.ci_low is None or c.ci_high is None else \
+            f" [{_signed(c.ci_low)}, {_signed(c.ci_high)}]"
+        return [f"{c.won}/{c.lost}", _p(c.p_value), _signed(c.difference) + ci]
 
     def _lines(self) -> tuple[list[str], list[list[str]]]:
         head = ["row", "accuracy", "won/lost vs unpatched", "p", "diff [95% CI]",

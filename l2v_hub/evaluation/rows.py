@@ -46,8 +46,13 @@ class RowSpec:
         return hashlib.sha256(data.encode()).hexdigest()[:24]
 
 
-def _label(pack: Pack, packs: list[Pack]) -> str:
-    return "pack" if len(packs) == 1 else f"{pack.name}@{pack.version}"
+def _labels(packs: list[Pack]) -> list[str]:
+    """``pack`` for one pack; else ``name@version``, numbered where two packs share it (a
+    transferred pack and the target's own direction are often both ``cot@1.0.0``)."""
+    if len(packs) == 1:
+        return ["pack"]
+    names = [f"{p.name}@{p.version}" for p in packs]
+    return [n if names.count(n) == 1 else f"{n} #{i + 1}" for i, n in enumerate(names)]
 
 
 def plan_rows(packs: list[Pack], strengths: tuple[float, ...] | None, positions: str | None,
@@ -55,8 +60,7 @@ def plan_rows(packs: list[Pack], strengths: tuple[float, ...] | None, positions:
     """Unpatched first; then each pack at each strength (default: its own default strength),
     each followed by its control; last the explicit-CoT reference (unless ``regime`` is ``cot``)."""
     rows = [RowSpec("unpatched", "unpatched", regime)]
-    for pack in packs:
-        label = _label(pack, packs)
+    for pack, label in zip(packs, _labels(packs), strict=True):
         random_pack = replace(pack, directions=random_directions(
             pack.target.hidden_size, pack.target.num_layers, seed))
         for strength in strengths or (pack.defaults.strength,):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,13 +16,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..errors import ArgumentError, PackNotFoundError
+from ..errors import ArgumentError, IncompatiblePackError, PackNotFoundError
 from ..hub import identify_model
-from ..loader import as_pack, patch
+from ..loader import as_pack, patch, text_dims
+from ..loader.patch import _check_strength
 from ..measure import REGIMES, Answer, answer_problems, neutral_text, perplexity, summarize
 from ..measure.problems import Problem, builtin_problems, load_problems, problems_sha256
 from ..measure.prompts import tokenizer_of
 from ..measure.stats import compare, mcnemar_power
+from ..metadata import POSITIONS
 from ..pack import Pack, PathLike
 from .report import EvalReport, RowResult
 from .rows import CONTROLS, RowSpec, plan_rows
@@ -44,6 +47,9 @@ def select_problems(problems: Sequence[Problem] | PathLike, limit: int | None = 
         every, source = list(problems), "given"
     if not every:
         raise ArgumentError("problems: none given")
+    twice = [i for i, n in Counter(p.id for p in every).items() if n > 1]
+    if twice:  # answers are kept and resumed by id
+        raise ArgumentError(f"problems: id {twice[0]!r} is given more than once; ids must be unique")
     if limit is not None:
         if limit < 1:
             raise ArgumentError(f"limit must be >= 1, got {limit!r}")
@@ -56,6 +62,24 @@ def select_problems(problems: Sequence[Problem] | PathLike, limit: int | None = 
 def _packs(pack: PackArg | Sequence[PackArg], model: Any, model_id: str | None) -> list[Pack]:
     many = pack if isinstance(pack, list | tuple) else [pack]
     return [as_pack(p, model, model_id) for p in many]
+
+
+def _check_rows(model: Any, packs: list[Pack], strengths: tuple[float, ...] | None,
+                positions: str | None) -> None:
+    """What ``patch`` would refuse at a pack row, refused before the first answer."""
+    for s in strengths or ():
+        _check_strength(s)
+    if positions is not None and positions not in POSITIONS:
+        raise ArgumentError(f"positions must be one of {', '.join(map(repr, POSITIONS))}, got "
+                            f"{positions!r}")
+    dims = text_dims(model)
+    for p in packs:
+        if (p.target.hidden_size, p.target.num_layers) != (dims.hidden_size, dims.num_layers):
+            raise IncompatiblePackError(
+                f"pack {p.name!r} is for {p.target.model_id} (text hidden_size="
+                f"{p.target.hidden_size}, num_layers={p.target.num_layers}), but "
+                f"{type(model).__name__} has text hidden_size={dims.hidden_size}, "
+                f"num_layers={dims.num_layers}")
 
 
 def _model_id(model: Any, model_id: str | None) -> str:
@@ -168,8 +192,9 @@ def evaluate(
                             f"{batch_size}")
     chosen, source = select_problems(problems, limit)
     packs = _packs(pack, model, model_id)
-    specs = plan_rows(packs, tuple(strengths) if strengths else None, positions, control, prompt,
-                      reference, seed)
+    chosen_strengths = tuple(strengths) if strengths else None
+    _check_rows(model, packs, chosen_strengths, positions)
+    specs = plan_rows(packs, chosen_strengths, positions, control, prompt, reference, seed)
     if any(p.images for p in chosen) and getattr(processor_or_tokenizer, "image_processor", None) is None:
         raise ArgumentError("problems have images, but no processor with an image processor "
                             "was given: pass the model's AutoProcessor")

@@ -60,7 +60,8 @@ def _row(row: Any, n: int, base: Path | None) -> Problem:
     question = row.get("question")
     if not isinstance(question, str) or not question.strip():
         raise ValueError("question: expected a non-empty string")
-    choices = row.get("choices", ())
+    # null and [] mean "none", as a table exported to JSONL writes a missing value.
+    choices = row.get("choices") or ()
     if not isinstance(choices, list | tuple) or not (choices == () or 2 <= len(choices) <= 26) \
             or not all(isinstance(c, str) and c.strip() for c in choices):
         raise ValueError("choices: expected a list of 2 to 26 non-empty strings")
@@ -77,7 +78,7 @@ def _row(row: Any, n: int, base: Path | None) -> Problem:
             answer = _number(row["answer"])
         except ValueError as exc:
             raise ValueError(f"answer: {exc} (a choice letter needs 'choices')") from None
-    images = row.get("image", [])
+    images = row.get("image") or []
     images = [images] if isinstance(images, str) else images
     if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images):
         raise ValueError("image: expected a path or a list of paths")
@@ -119,7 +120,7 @@ def load_problems(path: str | Path) -> list[Problem]:
     the first malformed row, and for a missing file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not JSON
     except (OSError, UnicodeDecodeError) as exc:
         raise ProblemsError(f"cannot read the problems file '{path}': {exc}") from None
     return _parse(text.splitlines(), str(path), path.resolve().parent)

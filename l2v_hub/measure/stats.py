@@ -69,15 +69,16 @@ def mcnemar_power(n: int, discordant: float, delta: float = 0.05, alpha: float =
 @dataclass(frozen=True)
 class Paired:
     """One row against another on the same problems: ``won`` (right here, wrong there),
-    ``lost``, the accuracy difference, its exact McNemar p-value and bootstrap interval."""
+    ``lost``, the accuracy difference, its exact McNemar p-value and bootstrap interval (None
+    for a single problem)."""
 
     against: str
     won: int
     lost: int
     difference: float
     p_value: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None
+    ci_high: float | None
 
 
 def compare(row: Sequence[bool], other: Sequence[bool], against: str, *, seed: int = 0) -> Paired:
@@ -86,6 +87,7 @@ def compare(row: Sequence[bool], other: Sequence[bool], against: str, *, seed: i
         raise ValueError(f"rows answer different problems: {len(row)} and {len(other)} answers")
     won = sum(a and not b for a, b in zip(row, other, strict=True))
     lost = sum(b and not a for a, b in zip(row, other, strict=True))
-    low, high = paired_bootstrap(row, other, seed=seed) if len(row) >= 2 else (float("nan"),) * 2
+    # One problem has no interval (None, not NaN: NaN is not JSON).
+    low, high = paired_bootstrap(row, other, seed=seed) if len(row) >= 2 else (None, None)
     return Paired(against, won, lost, (won - lost) / max(1, len(row)), mcnemar_exact(won, lost),
                   low, high)
