@@ -16,7 +16,15 @@ from tiny_llm import byte_tokenizer
 from l2v_hub.errors import ArgumentError
 from l2v_hub.measure import Problem, ProblemsError, builtin_problems, load_problems, score
 from l2v_hub.measure.answers import final_letter
-from l2v_hub.measure.prompts import encode, is_chat, pad_id, prompt_ids, question_text
+from l2v_hub.measure.prompts import (
+    encode,
+    is_chat,
+    is_completion,
+    pad_id,
+    prompt_ids,
+    question_text,
+    render,
+)
 
 Q = "Tom has 12 apples and buys 30 more. How many apples does he have?"
 NUMBER = Problem("p1", "add", Q, 42)
@@ -137,6 +145,8 @@ def test_numbers_with_thousands_separators(text: str, answer: float, correct: bo
     ("The result is 43", None),  # no choice has that number
     ("E", None),  # not a letter of these four choices
     ("Because", None),  # letters inside words do not count
+    ("A total of 42", "B"),  # the article is not a letter: the choice whose number it ends on
+    ("B. A total of 42", "B"),
 ])
 def test_a_choice_answer_is_the_last_choice_letter(text: str, letter: str | None) -> None:
     assert final_letter(text, CHOICE) == letter
@@ -268,3 +278,21 @@ def test_the_builtin_heldout_set_has_600_problems() -> None:
     assert sum(bool(p.choices) for p in problems) == 100
     assert not any(p.images for p in problems)
     assert builtin_problems("heldout", 12) == problems[:12]
+
+
+def test_an_image_problem_needs_a_template_that_places_the_image(tmp_path: Path) -> None:
+    image = tmp_path / "seven.png"
+    Image.new("RGB", (16, 16), "white").save(image)
+    problem = Problem("img-8", "read_number", "What number is shown?", 8, (), (image,))
+    with pytest.raises(ArgumentError, match=r"problem 'img-8' has an image.*no chat template"):
+        render(byte_tokenizer(), problem, "plain")
+
+
+def test_the_question_answer_frame_is_a_completion_also_when_a_template_renders_it() -> None:
+    # A base model wrapped as a VLM (l2v_hub.demo.vlm) has a template that renders the plain
+    # frame: its answers end at the next Question:/Answer: line as a base model's do.
+    tok = byte_tokenizer()
+    tok.chat_template = "<s>Question: {{ messages[0]['content'] }}\nAnswer:"
+    assert is_chat(tok) and is_completion(render(tok, NUMBER, "direct"))
+    assert is_completion(render(byte_tokenizer(), NUMBER, "plain"))
+    assert not is_completion(render(byte_tokenizer(chat_template=True), NUMBER, "plain"))

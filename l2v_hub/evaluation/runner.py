@@ -8,6 +8,7 @@ import platform
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,16 @@ from ..errors import ArgumentError, IncompatiblePackError, PackNotFoundError
 from ..hub import identify_model
 from ..loader import as_pack, patch, text_dims
 from ..loader.patch import _check_strength
-from ..measure import REGIMES, Answer, answer_problems, neutral_text, perplexity, summarize
+from ..measure import (
+    REGIMES,
+    Answer,
+    answer_problems,
+    is_step_by_step,
+    neutral_text,
+    perplexity,
+    score,
+    summarize,
+)
 from ..measure.problems import Problem, builtin_problems, load_problems, problems_sha256
 from ..measure.prompts import tokenizer_of
 from ..measure.stats import compare, mcnemar_power
@@ -119,7 +129,16 @@ def _run_row(spec: RowSpec, key: str, model: Any, processor: Any, problems: list
             handle.remove()
 
 
-def _result(spec: RowSpec, answers: list[Answer], ppl: float | None) -> RowResult:
+def _rescored(answer: Answer, problem: Problem) -> Answer:
+    """``answer`` judged by the scoring rules of this version (a resumed answer may have been
+    kept by an older one): final answer, correctness and step-by-step, from its text."""
+    final, correct = score(answer.text, problem)
+    return replace(answer, final=final, correct=correct,
+                   step_by_step=is_step_by_step(answer.text, problem.question, answer.truncated))
+
+
+def _result(spec: RowSpec, kept: list[Answer], problems: list[Problem], ppl: float | None) -> RowResult:
+    answers = [_rescored(a, p) for a, p in zip(kept, problems, strict=True)]
     s = summarize(answers)
     p = spec.pack
     return RowResult(
@@ -211,7 +230,7 @@ def evaluate(
         for spec, key in zip(specs, keys, strict=True):
             _run_row(spec, key, model, processor_or_tokenizer, chosen, store, bar,
                      max_new_tokens, batch_size, model_id)
-    rows = [_result(s, [store.get(k, p) for p in chosen],  # type: ignore[misc]
+    rows = [_result(s, [store.get(k, p) for p in chosen], chosen,  # type: ignore[misc]
                     None if s.kind == "reference" else store.perplexities[k])
             for s, k in zip(specs, keys, strict=True)]
     weight = next(model.parameters())

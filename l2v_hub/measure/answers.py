@@ -22,7 +22,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .problems import Problem
-from .prompts import encode, is_chat, pad_id, question_text, tokenizer_of
+from .prompts import encode, is_completion, pad_id, question_text, render, tokenizer_of
 
 __all__ = ["Answer", "answer_problems", "final_letter", "final_number", "is_step_by_step",
            "non_ascii_share", "score", "summarize"]
@@ -101,10 +101,10 @@ def _eos_ids(model: Any, tok: Any) -> set[int]:
 
 
 def final_letter(text: str, problem: Problem) -> str | None:
-    """The last standalone choice letter of ``problem`` in ``text``; else the letter of the
-    choice whose number the text ends on; else None."""
+    """The last standalone choice letter of ``problem`` in ``text`` (not the article "A" before
+    a lower-case word); else the letter of the choice whose number the text ends on; else None."""
     letters = string.ascii_uppercase[:len(problem.choices)]
-    found = re.findall(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", text)
+    found = re.findall(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])(?!\s+[a-z])", text)
     if found:
         return found[-1]
     final = final_number(text)
@@ -151,7 +151,7 @@ def answer_problems(model: Any, processor_or_tokenizer: Any, problems: list[Prob
     image. ``on_batch`` gets each batch's answers as they are done (to keep them on disk).
     """
     tok = tokenizer_of(processor_or_tokenizer)
-    pad, chat = pad_id(processor_or_tokenizer), is_chat(processor_or_tokenizer)
+    pad = pad_id(processor_or_tokenizer)
     lengths = [len(question_text(p, regime)) for p in problems]
     device = _device(model)
     eos = _eos_ids(model, tok)
@@ -159,14 +159,15 @@ def answer_problems(model: Any, processor_or_tokenizer: Any, problems: list[Prob
     for chunk in _batches(problems, lengths, batch_size):
         inputs = encode(processor_or_tokenizer, [problems[i] for i in chunk], regime)
         width = inputs["input_ids"].shape[1]
-        stop = {} if chat else {"stopping_criteria": StoppingCriteriaList([_StopAt(tok, _STOPS, width)])}
+        cut = is_completion(render(processor_or_tokenizer, problems[chunk[0]], regime))
+        stop = {"stopping_criteria": StoppingCriteriaList([_StopAt(tok, _STOPS, width)])} if cut else {}
         gen = model.generate(**{k: v.to(device) for k, v in inputs.items()}, do_sample=False,
                              max_new_tokens=max_new_tokens, pad_token_id=pad, **stop)
         done = []
         for row, i in zip(gen[:, width:].tolist(), chunk, strict=True):
             ended = next((k for k, t in enumerate(row) if t in eos), None)
             text = tok.decode(row[:ended], skip_special_tokens=True)
-            text, stopped = _cut(text) if not chat else (text, False)
+            text, stopped = _cut(text) if cut else (text, False)
             text = text.strip()
             truncated = ended is None and not stopped
             p = problems[i]

@@ -22,7 +22,7 @@ from ..errors import ArgumentError, PackError
 __all__ = ["BUILTIN_SETS", "Problem", "ProblemsError", "builtin_problems", "load_problems",
            "problems_sha256"]
 
-# Named sets shipped in l2v_hub/data: what `--problems builtin` and `builtin:<name>` read.
+# Named sets shipped in l2v_hub/data (`--problems builtin` is the held-out set).
 BUILTIN_SETS = {"heldout": "heldout.jsonl", "calibration": "problems.jsonl",
                 "readability": "problems.jsonl"}
 

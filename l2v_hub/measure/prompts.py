@@ -22,7 +22,8 @@ import torch
 from ..errors import ArgumentError
 from .problems import Problem
 
-__all__ = ["REGIMES", "encode", "is_chat", "pad_id", "prompt_ids", "question_text", "tokenizer_of"]
+__all__ = ["REGIMES", "encode", "is_chat", "is_completion", "pad_id", "prompt_ids", "question_text",
+           "render", "tokenizer_of"]
 
 REGIMES = ("plain", "direct", "cot")
 _DIRECT = {False: "Answer with only the final number.",
@@ -39,6 +40,13 @@ def is_chat(processor_or_tokenizer: Any) -> bool:
     """Whether the model is asked through a chat template (the processor's or the tokenizer's)."""
     return bool(getattr(processor_or_tokenizer, "chat_template", None)
                 or getattr(tokenizer_of(processor_or_tokenizer), "chat_template", None))
+
+
+def is_completion(prompt: str) -> bool:
+    """Whether ``prompt`` is the plain ``Question: ...\nAnswer:`` frame of a base model (also
+    when a template renders it): the model then goes on past its answer, which ends at the next
+    ``Question:`` or ``Answer:`` line."""
+    return prompt.rstrip().endswith("Answer:")
 
 
 def pad_id(processor_or_tokenizer: Any) -> int:
@@ -60,11 +68,16 @@ def question_text(problem: Problem, regime: str = "plain") -> str:
     return "\n".join(lines)
 
 
-def _rendered(processor_or_tokenizer: Any, problem: Problem, regime: str) -> str:
+def render(processor_or_tokenizer: Any, problem: Problem, regime: str) -> str:
     """The prompt text: the processor's chat template (image parts first), else the tokenizer's,
-    else ``Question: ...\\nAnswer:`` (a base model)."""
+    else ``Question: ...\\nAnswer:`` (a base model). Raises ``ArgumentError`` for an image
+    problem when there is no chat template to place the image in."""
     words = question_text(problem, regime)
-    if problem.images and getattr(processor_or_tokenizer, "chat_template", None):
+    if problem.images:
+        if not getattr(processor_or_tokenizer, "chat_template", None):
+            raise ArgumentError(f"problem {problem.id!r} has an image, but "
+                                f"{type(processor_or_tokenizer).__name__} has no chat template "
+                                "to place it in the prompt: pass the model's processor")
         parts = [*({"type": "image"} for _ in problem.images), {"type": "text", "text": words}]
         return processor_or_tokenizer.apply_chat_template(
             [{"role": "user", "content": parts}], tokenize=False, add_generation_prompt=True)
@@ -77,7 +90,7 @@ def _rendered(processor_or_tokenizer: Any, problem: Problem, regime: str) -> str
 
 def prompt_ids(tokenizer: Any, question: str) -> list[int]:
     """A text question as the model is asked it (``plain`` regime), as token ids."""
-    text = _rendered(tokenizer, Problem("", "", question, 0), "plain")
+    text = render(tokenizer, Problem("", "", question, 0), "plain")
     return list(tokenizer(text, add_special_tokens=not is_chat(tokenizer))["input_ids"])
 
 
@@ -107,17 +120,17 @@ def encode(processor_or_tokenizer: Any, problems: list[Problem], regime: str) ->
 
     Raises ``ArgumentError`` when a problem has an image and no image processor was given.
     """
-    texts = [_rendered(processor_or_tokenizer, p, regime) for p in problems]
+    if problems[0].images and getattr(processor_or_tokenizer, "image_processor", None) is None:
+        raise ArgumentError(
+            f"problem {problems[0].id!r} has an image, but the model was given "
+            f"{type(processor_or_tokenizer).__name__}, not a processor with an image "
+            "processor: pass the model's AutoProcessor")
+    texts = [render(processor_or_tokenizer, p, regime) for p in problems]
     tok = tokenizer_of(processor_or_tokenizer)
     special = {"add_special_tokens": not is_chat(processor_or_tokenizer)}
     with _left_padding(tok):
         if not problems[0].images:
             return dict(tok(texts, padding=True, return_tensors="pt", **special))
-        if getattr(processor_or_tokenizer, "image_processor", None) is None:
-            raise ArgumentError(
-                f"problem {problems[0].id!r} has an image, but the model was given "
-                f"{type(processor_or_tokenizer).__name__}, not a processor with an image "
-                "processor: pass the model's AutoProcessor")
         out = processor_or_tokenizer(text=texts, images=[_images(p) for p in problems],
                                      padding=True, return_tensors="pt", **special)
     return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
