@@ -150,8 +150,9 @@ def test_two_packs_get_a_row_and_a_control_each(tiny) -> None:
     other = random_pack(HIDDEN, LAYERS, scale=6.0, seed=1, version="2.0.0")
     report = run(tiny, pack=[PACK, other], reference=False)
     names = [r.name for r in report.rows]
-    assert names == ["unpatched", "tiny-pack@1.0.0 1", "random (tiny-pack@1.0.0) 1",
-                     "tiny-pack@2.0.0 1", "random (tiny-pack@2.0.0) 1"]
+    source = PACK.source.model_id.rsplit("/", 1)[-1]  # both packs come from the same source LLM
+    assert names == ["unpatched", f"pack from {source} #1 1", f"random (pack from {source} #1) 1",
+                     f"pack from {source} #2 1", f"random (pack from {source} #2) 1"]
     for pack_row, control in [(names[1], names[2]), (names[3], names[4])]:
         assert [c.against for c in report.row(pack_row).comparisons] == ["unpatched", control]
         assert report.row(pack_row).pack == report.row(control).pack

@@ -47,11 +47,11 @@ class RowSpec:
 
 
 def _labels(packs: list[Pack]) -> list[str]:
-    """``pack`` for one pack; else ``name@version``, numbered where two packs share it (a
-    transferred pack and the target's own direction are often both ``cot@1.0.0``)."""
+    """``pack`` for one pack; else ``pack from SOURCE`` (the source LLM's name: a transferred
+    pack and the target's own direction differ there), numbered where two packs share it."""
     if len(packs) == 1:
         return ["pack"]
-    names = [f"{p.name}@{p.version}" for p in packs]
+    names = [f"pack from {p.source.model_id.rsplit('/', 1)[-1]}" for p in packs]
     return [n if names.count(n) == 1 else f"{n} #{i + 1}" for i, n in enumerate(names)]
 
 
