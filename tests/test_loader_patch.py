@@ -77,7 +77,15 @@ def test_greedy_generate_is_the_same_with_and_without_the_cache(model_type: str)
         torch.testing.assert_close(a, b, atol=ATOL, rtol=0, msg=f"step {step}")
 
 
-@pytest.mark.parametrize("model_type", model_type_params())
+# Kosmos-2.5 numbers a cached step's position from the cache length, pads included, so a
+# left-padded row is positioned differently from the same prompt alone, even unpatched.
+KOSMOS_2_5_PADDING_SKIP = {
+    "kosmos-2.5": (True, f"transformers {transformers_version} Kosmos-2.5 counts the pads of a "
+                   "left-padded row in its cached positions, even unpatched"),
+}
+
+
+@pytest.mark.parametrize("model_type", model_type_params(KOSMOS_2_5_PADDING_SKIP))
 def test_left_padded_batch_gives_what_each_prompt_gives_alone(model_type: str) -> None:
     model = build(model_type)
     ids, mask = left_pad(PROMPTS)

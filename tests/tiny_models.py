@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import transformers
 from packaging.version import Version
+from tiny_families import FAMILIES, NO_TEXT_ONLY_RUN, tiny_config
+from transformers.models.auto import configuration_auto, modeling_auto
 
 HIDDEN, LAYERS, VOCAB = 32, 3, 128
 PAD = 0
@@ -171,25 +173,31 @@ CONFIGS: dict[str, Callable[[], Any]] = {
     "paligemma": _paligemma,
     "mllama": _mllama,
     "internvl": _internvl,
+    # Every other image-text-to-text family of the block table, from its default config.
+    **{name: (lambda name=name: tiny_config(name)) for name in FAMILIES},
 }
 VLMS = ("qwen2_vl", "qwen2_5_vl", "llava", "llava_next", "idefics3", "smolvlm", "gemma3",
-        "paligemma", "mllama", "internvl")
+        "paligemma", "mllama", "internvl", *FAMILIES)
 
 
 def model_type_params(skips: dict[str, tuple[bool, str]] | None = None) -> list[Any]:
-    """Every model type as a pytest param. Types missing from this transformers, and ``skips``
-    (model type -> (condition, reason)), are marked skip with the version condition that
-    explains why: never a silent skip."""
+    """Every model type as a pytest param. Types missing from this transformers, families that
+    cannot run text-only (tiny_families.NO_TEXT_ONLY_RUN), and ``skips`` (model type ->
+    (condition, reason)) are marked skip with the condition that explains why: never a silent
+    skip."""
     import pytest
 
-    reasons = {"internvl": (not HAS_INTERNVL, "transformers-native InternVL needs "
-                            f"transformers>=4.52, have {transformers_version}")}
-    reasons.update(skips or {})
-    return [
-        pytest.param(name, marks=[pytest.mark.skipif(reasons[name][0], reason=reasons[name][1])]
-                     if name in reasons else [])
-        for name in CONFIGS
-    ]
+    reasons: dict[str, list[tuple[bool, str]]] = {name: [] for name in CONFIGS}
+    for name in CONFIGS:
+        if name not in configuration_auto.CONFIG_MAPPING_NAMES:
+            reasons[name].append((True, f"transformers {transformers_version} has no model type "
+                                  f"{name!r}"))
+    reasons["internvl"].append((not HAS_INTERNVL, "transformers-native InternVL needs "
+                                f"transformers>=4.52, have {transformers_version}"))
+    for name, reason in [*NO_TEXT_ONLY_RUN.items(), *(skips or {}).items()]:
+        reasons[name].append(reason)
+    return [pytest.param(name, marks=[pytest.mark.skipif(c, reason=r) for c, r in reasons[name]])
+            for name in CONFIGS]
 
 
 def build(model_type: str, seed: int = 0) -> torch.nn.Module:
@@ -197,16 +205,21 @@ def build(model_type: str, seed: int = 0) -> torch.nn.Module:
     config = CONFIGS[model_type]()
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
-    cls = (transformers.AutoModelForImageTextToText if model_type in VLMS
-           else transformers.AutoModelForCausalLM)
+    cls = transformers.AutoModelForCausalLM
+    if model_type in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        cls = transformers.AutoModelForImageTextToText
+    elif model_type in VLMS:  # transformers 4.51 lists the video LLaVAs as vision-to-text only
+        cls = transformers.AutoModelForVision2Seq
     return cls.from_config(config).eval()
 
 
 def _roomy_hybrid_cache(model: torch.nn.Module, batch: int) -> Any | None:
-    """transformers < 4.52 sizes Gemma2/Gemma3's HybridCache to the exact generation length and
+    """transformers < 4.52 sizes Gemma2/Gemma3/Cohere2's HybridCache to the exact generation length and
     then gets the last step wrong even unpatched; a larger cache of the same kind avoids that
     bug and keeps the 4D-mask code path of those versions under test."""
-    if transformers_version >= Version("4.52") or model.config.model_type not in ("gemma2", "gemma3"):
+    # ShieldGemma 2 is a Gemma 3; Aya Vision's text model (Cohere2) has the same HybridCache.
+    hybrid = ("gemma2", "gemma3", "shieldgemma2", "aya_vision")
+    if transformers_version >= Version("4.52") or model.config.model_type not in hybrid:
         return None
     return transformers.HybridCache(model.config.get_text_config(), max_batch_size=batch,
                                     max_cache_len=128)

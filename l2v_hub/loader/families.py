@@ -22,6 +22,9 @@ _NOT_BUILT = ("not verified: transformers' default config for it does not build 
               "known paths, or pass layers_path=")
 _TIMM = ("not verified: building it needs the timm library; the blocks are looked up through "
          "get_decoder() and the known paths, or pass layers_path=")
+_HYPER_CONNECTIONS = ("its blocks carry several residual streams (hyper-connections: [batch, "
+                      "tokens, streams, hidden], or the streams side by side), not the one "
+                      "residual stream the loader steers; not supported")
 _QUERY_TOKENS = ("its language model runs on learned query tokens followed by the text, joined "
                  "inside forward, so the block outputs are wider than input_ids; not supported")
 
@@ -40,6 +43,7 @@ BLOCK_PATHS: dict[str, tuple[str, ...]] = {
     # Mllama: the cross-attention blocks are in the list, as the model counts them.
     "apertus1p5": _LANGUAGE_MODEL,
     "aria": _LANGUAGE_MODEL,
+    "aya_vision": _LANGUAGE_MODEL,
     "cohere2_vision": _LANGUAGE_MODEL,
     "cosmos3_edge": _LANGUAGE_MODEL,
     "cosmos3_omni": _LANGUAGE_MODEL,
@@ -55,11 +59,9 @@ BLOCK_PATHS: dict[str, tuple[str, ...]] = {
     "glm46v": _LANGUAGE_MODEL,
     "glm4v": _LANGUAGE_MODEL,
     "glm4v_moe": _LANGUAGE_MODEL,
-    "glm5_next": _LANGUAGE_MODEL,
     "glm_ocr": _LANGUAGE_MODEL,
     "glmga": _LANGUAGE_MODEL,
     "got_ocr2": _LANGUAGE_MODEL,
-    "hy_v4_vl": _LANGUAGE_MODEL,
     "hyperclovax_vision_v2": _LANGUAGE_MODEL,
     "inkling2": _LANGUAGE_MODEL,
     "inkling2_loop": _LANGUAGE_MODEL,
@@ -95,7 +97,6 @@ BLOCK_PATHS: dict[str, tuple[str, ...]] = {
     "qwen3_omni_moe_thinker": _LANGUAGE_MODEL,
     "qwen3_vl": _LANGUAGE_MODEL,
     "qwen3_vl_moe": _LANGUAGE_MODEL,
-    "qwen4_exp": _LANGUAGE_MODEL,
     "shieldgemma2": _LANGUAGE_MODEL,
     "step3p7": _LANGUAGE_MODEL,
     "unlimited_ocr": _LANGUAGE_MODEL,
@@ -127,6 +128,9 @@ REFUSED: dict[str, str] = {
             "wider than input_ids; not supported"),
     "blip": ("it generates through its inner text decoder's own generate; patch "
              "model.text_decoder (layers_path='bert.encoder.layer') instead"),
+    "glm5_next": _HYPER_CONNECTIONS,
+    "hy_v4_vl": _HYPER_CONNECTIONS,
+    "qwen4_exp": _HYPER_CONNECTIONS,
     "evolla": "a protein-text model, not loadable as an image-text-to-text model; not supported",
     "pi0": "a robot action model (its config has no text decoder depth); not supported",
     "pixtral": ("transformers 4.51 lists Pixtral's vision encoder config; Pixtral models load as "
@@ -136,7 +140,6 @@ REFUSED: dict[str, str] = {
 # Types no test can build here: not refused (they worked through the fallbacks before the table
 # existed), but a warning says so when one is patched.
 UNVERIFIED: dict[str, str] = {
-    "aya_vision": _NOT_BUILT.format("its vision embed_dim is not divisible by num_heads"),
     "chameleon": _NOT_BUILT.format("no vq_config"),
     "emu3": _NOT_BUILT.format("no vq_config"),
     "cohere_compass": _NOT_BUILT.format("unknown layer type 'full_attention'"),

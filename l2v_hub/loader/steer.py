@@ -159,6 +159,15 @@ class BlockSteerer:
                 f"{type(module).__name__} returned {type(output).__name__}; expected a Tensor or a "
                 "tuple starting with the hidden states"
             )
+        width = self.vector.shape[-1]
+        if hidden.ndim != 3 or hidden.shape[-1] != width:
+            # Hyper-connection blocks (Qwen4-Exp, GLM-5-Next, HY-V4-VL) carry several residual
+            # streams, stacked ([B, T, n, H]) or side by side ([B, T, n * H]).
+            raise L2VHubError(
+                f"{type(module).__name__} returned hidden states of shape {tuple(hidden.shape)}, "
+                f"not [batch, tokens, {width}]: a block with several residual streams "
+                "(hyper-connections) cannot be steered; see docs/loader.md"
+            )
         mask, strength = self._steering(module, args, hidden)
         if mask is False:
             return None
