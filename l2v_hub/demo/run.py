@@ -77,7 +77,7 @@ def real_plan(out: Path = Path(".cache/demo"), cache: Path = Path(".cache/l2v_hu
     from ..builder import builtin_pairs
     from .models import GEMMA_ID, GEMMA_VLM_ID, load_smollm2
 
-    # Every 4th builtin pair (72, all 12 templates): the 4-minute budget on 2 cores; `l2v-hub
+    # Every 9th builtin pair (32, all 12 templates): the 10-minute budget on 2 cores; `l2v-hub
     # build` uses all 288.
     pairs = builtin_pairs()
     return DemoPlan(
@@ -86,7 +86,7 @@ def real_plan(out: Path = Path(".cache/demo"), cache: Path = Path(".cache/l2v_hu
         load_source=load_smollm2,
         targets=(TargetSpec(GEMMA_ID, 640, 18, "gemma3_text"), TargetSpec(GEMMA_VLM_ID, 640, 18, "gemma3")),
         target_loaders=("l2v_hub.demo.models:load_gemma", "l2v_hub.demo.models:load_gemma_vlm"),
-        pairs=PairSet("builtin-every-4th", pairs.style, pairs.pairs[::4]),
+        pairs=PairSet("builtin-every-9th", pairs.style, pairs.pairs[::9]),
         eval_target="l2v_hub.demo.vlm:gemma_vlm",
         eval_target_id=GEMMA_VLM_ID,
     )

@@ -20,7 +20,7 @@ from .._version import __version__
 from ..errors import ArgumentError, IncompatiblePackError, PackNotFoundError
 from ..hub import identify_model
 from ..loader import as_pack, patch, text_dims
-from ..loader.patch import _check_strength
+from ..loader.patch import check_strength  # the strengths patch() accepts, checked up front
 from ..measure import (
     REGIMES,
     Answer,
@@ -78,7 +78,7 @@ def _check_rows(model: Any, packs: list[Pack], strengths: tuple[float, ...] | No
                 positions: str | None) -> None:
     """What ``patch`` would refuse at a pack row, refused before the first answer."""
     for s in strengths or ():
-        _check_strength(s)
+        check_strength(s)
     if positions is not None and positions not in POSITIONS:
         raise ArgumentError(f"positions must be one of {', '.join(map(repr, POSITIONS))}, got "
                             f"{positions!r}")

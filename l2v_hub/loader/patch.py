@@ -38,7 +38,7 @@ from .positions import PositionTracker
 from .scale import measure_scales
 from .steer import BlockSteerer, Controls, vector_for
 
-__all__ = ["MAX_STRENGTH", "Patch", "as_pack", "patch", "unpatch"]
+__all__ = ["MAX_STRENGTH", "Patch", "as_pack", "check_strength", "patch", "unpatch"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Patch:
 
     @strength.setter
     def strength(self, value: float) -> None:
-        self._controls.strength = _check_strength(value)
+        self._controls.strength = check_strength(value)
 
     @property
     def enabled(self) -> bool:
@@ -150,7 +150,7 @@ class Patch:
         _ACTIVE[module] = self
 
 
-def _check_strength(value: Any) -> float:
+def check_strength(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ArgumentError(f"strength must be a number, got {value!r}")
     value = float(value)
@@ -301,7 +301,7 @@ def patch(
     _check_fit(model, resolved, model_id, strict)
     num_layers = resolved.target.num_layers
     chosen = _check_layers(resolved.defaults.layers if layers is None else layers, num_layers)
-    lam = _check_strength(resolved.defaults.strength if strength is None else strength)
+    lam = check_strength(resolved.defaults.strength if strength is None else strength)
     op = _choice(op, resolved.hook.op, "op", OPS)
     positions = _choice(positions, resolved.hook.positions, "positions", POSITIONS)
     found = find_blocks(model, layers_path)
