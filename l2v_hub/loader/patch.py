@@ -151,6 +151,8 @@ class Patch:
 
 
 def check_strength(value: Any) -> float:
+    """``value`` as a strength ``patch`` accepts (a finite real within ``±MAX_STRENGTH``, in
+    units of s_i); raises ``ArgumentError`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ArgumentError(f"strength must be a number, got {value!r}")
     value = float(value)
