@@ -39,10 +39,12 @@ qwen() {
   $L2V eval --model "$QWEN05B" --model-id $Q05_ID --pack "$OUT/packs/qwen1.5b-to-qwen0.5b" \
     --pack "$OUT/packs/qwen0.5b-own" --problems builtin --limit 150 --prompt direct \
     --max-new-tokens 256 --batch-size 8 --out "$OUT/qwen-direct"
-  # The 0.5B as a LLaVA-OneVision VLM (its exact text decoder), on image problems.
+  # The 0.5B as a LLaVA-OneVision VLM (its exact text decoder), on image problems. No explicit-CoT
+  # row: its vision tower is random, so step-by-step text about an unseen image measures nothing
+  # (and costs ~18 s an answer here).
   $L2V eval --model "$QWEN05B_VLM" --model-id l2v-hub/llava-onevision-qwen2.5-coder-0.5b-demo \
     --pack "$OUT/packs/qwen1.5b-to-qwen0.5b" --problems "$OUT/images/problems.jsonl" \
-    --prompt direct --max-new-tokens 128 --batch-size 1 --out "$OUT/qwen-vlm-images"
+    --prompt direct --no-reference --max-new-tokens 128 --batch-size 1 --out "$OUT/qwen-vlm-images"
 }
 gemma & qwen
 wait

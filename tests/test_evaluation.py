@@ -290,6 +290,9 @@ def test_an_interrupted_run_resumes_with_the_answers_it_kept(tiny, tmp_path: Pat
     assert third.config["resumed"] == 4 * len(QUESTIONS) and len(kept(out)) == len(again)
     assert [r.answers for r in third.rows] == [r.answers for r in report.rows]
     assert [r.perplexity for r in third.rows] == [r.perplexity for r in report.rows]
+    # The answering time of the kept answers counts, though this run answered nothing.
+    spent = sum(x["seconds"] for x in again if "answer" in x)
+    assert third.config["answer_seconds"] == report.config["answer_seconds"] == round(spent, 1) > 0
 
     # A changed question is asked again, in every row; the others are kept.
     changed = problems()

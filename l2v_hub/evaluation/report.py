@@ -127,7 +127,9 @@ class EvalReport:
                  f"- model: {c['model_class']}, {c['dtype']} on {c['device']}; control seed {c['seed']}",
                  "- versions: " + ", ".join(f"{k} {v}" for k, v in c["versions"].items()),
                  f"- runtime: {c['seconds']:.0f} s" + (f" ({c['resumed']} answers resumed)"
-                                                       if c.get("resumed") else ""), "",
+                                                       if c.get("resumed") else "")
+                 + (f"; answering, all rows: {c['answer_seconds']:.0f} s"
+                    if c.get("answer_seconds") is not None else ""), "",
                  "Differences are in accuracy points; p is McNemar's exact test; the interval is "
                  "a paired bootstrap 95% interval.", "",
                  "| " + " | ".join(h.strip() for h in head) + " |",

@@ -110,8 +110,12 @@ def _run_row(spec: RowSpec, key: str, model: Any, processor: Any, problems: list
     by_id = {p.id: p for p in problems}
     bar.set_postfix_str(spec.name)
 
+    clock = [time.perf_counter()]
+
     def keep(done: list[Answer]) -> None:
-        store.put(key, by_id, done)
+        now = time.perf_counter()
+        store.put(key, by_id, done, now - clock[0])
+        clock[0] = now
         bar.update(len(done))
 
     handle = None
@@ -122,6 +126,7 @@ def _run_row(spec: RowSpec, key: str, model: Any, processor: Any, problems: list
         if need_ppl:
             store.put_perplexity(key, perplexity(model, tokenizer_of(processor), neutral_text()[0]))
         if todo:
+            clock[0] = time.perf_counter()
             answer_problems(model, processor, todo, max_new_tokens, batch_size, spec.regime,
                             on_batch=keep)
     finally:
@@ -243,6 +248,10 @@ def evaluate(
         "prompt": prompt, "control": control, "max_new_tokens": max_new_tokens,
         "batch_size": batch_size, "seed": seed, "resumed": resumed,
         "seconds": round(time.perf_counter() - started, 1),
+        # Answering time of every answer reported, this run's and the kept ones' (None: some
+        # were kept by a version that did not record it).
+        "answer_seconds": (round(sum(store.seconds[(k, p.id)] for k in keys for p in chosen), 1)
+                           if all((k, p.id) in store.seconds for k in keys for p in chosen) else None),
         "created": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "versions": {"l2v_hub": __version__, "torch": torch.__version__,
                      "transformers": _transformers_version(), "python": platform.python_version()},

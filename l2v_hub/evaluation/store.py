@@ -34,6 +34,8 @@ class AnswerStore:
         self.path = path
         self.answers: dict[tuple[str, str], tuple[str, Answer]] = {}
         self.perplexities: dict[str, float] = {}
+        # Seconds spent answering, per (row, problem id): a batch's time shared by its answers.
+        self.seconds: dict[tuple[str, str], float] = {}
         if path is not None and path.is_file():
             self._read(path)
 
@@ -47,6 +49,8 @@ class AnswerStore:
                 else:
                     answer = Answer(**row["answer"])
                     self.answers[(row["row"], answer.id)] = (row["digest"], answer)
+                    if "seconds" in row:
+                        self.seconds[(row["row"], answer.id)] = float(row["seconds"])
                 kept += 1
             except (ValueError, KeyError, TypeError):
                 # A line cut by the interruption itself: that one answer is asked again.
@@ -66,13 +70,17 @@ class AnswerStore:
             out.flush()
             os.fsync(out.fileno())
 
-    def put(self, row: str, problems: dict[str, Problem], answers: list[Answer]) -> None:
-        """Keep ``answers`` of ``row`` (``problems`` by id, for their digests)."""
+    def put(self, row: str, problems: dict[str, Problem], answers: list[Answer],
+            seconds: float = 0.0) -> None:
+        """Keep ``answers`` of ``row`` (``problems`` by id, for their digests), made in
+        ``seconds`` together."""
         lines = []
+        each = round(seconds / max(1, len(answers)), 3)
         for a in answers:
             digest = problem_digest(problems[a.id])
             self.answers[(row, a.id)] = (digest, a)
-            lines.append({"row": row, "digest": digest, "answer": asdict(a)})
+            self.seconds[(row, a.id)] = each
+            lines.append({"row": row, "digest": digest, "answer": asdict(a), "seconds": each})
         self._append(lines)
 
     def put_perplexity(self, row: str, value: float) -> None:
