@@ -133,6 +133,9 @@ def test_each_published_pack_is_calibrated_on_its_target(demo) -> None:
         assert (pack.defaults.strength, pack.hook.positions) == (c.strength, c.positions)
         assert c.pack.perplexity <= (1 + c.budget) * c.baseline.perplexity
         assert c.problems["count"] == plan.calibration_problems
+        # The demo's shorter sweep: its one policy, from its first strength.
+        assert {g.positions for g in c.grid} == set(plan.calibration_positions)
+        assert min(g.strength for g in c.grid) == pytest.approx(plan.calibration_grid_start, rel=1e-3)
     assert printed.count("random control") >= len(plan.targets)
 
 

@@ -48,6 +48,10 @@ class DemoPlan:
     # shows the path; docs/calibration.md has the full-size runs).
     calibration_problems: int = 6
     calibration_tokens: int = 24
+    # The sweep is most of calibration's time (a neutral-text perplexity per point and policy):
+    # the demo sweeps one policy from 1/64 (l2v-hub calibrate: both policies from 1/128).
+    calibration_positions: tuple[str, ...] = ("generated",)
+    calibration_grid_start: float = 1 / 64
     # The last stage: `l2v-hub eval` on a VLM saved as a folder with its processor (a
     # ``module:function`` called with ``cache``, giving the folder), registered under
     # ``eval_target_id``: unpatched / pack / random control on generated image problems and
@@ -157,7 +161,7 @@ def _answer_in_fresh_process(plan: DemoPlan, result: DemoResult) -> list[dict[st
 
 
 def _calibrate(plan: DemoPlan, pack: Any, loader: str) -> Any:
-    from ..calibrate import calibrate
+    from ..calibrate import DEFAULT_GRID, calibrate
     from ..measure import builtin_problems
     from .answer import load_target
 
@@ -165,7 +169,9 @@ def _calibrate(plan: DemoPlan, pack: Any, loader: str) -> Any:
     calibrated = calibrate(pack, model, tokenizer, version=pack.version, progress=False,
                            problems=builtin_problems("calibration", plan.calibration_problems),
                            problems_source=f"builtin-calibration[:{plan.calibration_problems}]",
-                           max_new_tokens=plan.calibration_tokens)
+                           max_new_tokens=plan.calibration_tokens,
+                           positions=plan.calibration_positions,
+                           grid=tuple(g for g in DEFAULT_GRID if g >= 0.999 * plan.calibration_grid_start))
     c = calibrated.calibration
     print(f"    {pack.target.model_id}: strength {c.strength:g}, positions {c.positions}; perplexity "
           f"{c.baseline.perplexity:.4g} unpatched, {c.pack.perplexity:.4g} pack, "
