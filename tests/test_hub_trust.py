@@ -8,6 +8,7 @@ import ast
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from l2v_hub.cli import main
 from l2v_hub.errors import PackError
 from l2v_hub.hub import Registry, load_curated, publish, pull, push_index, register
 from l2v_hub.hub.registry import _check_marker
+from l2v_hub.hub.store import Store
+from l2v_hub.hub.tags import forget_source
 
 REPO = "l2v-test/tiny-pack"
 
@@ -176,3 +179,25 @@ def test_pack_py_never_imports_the_hub_package() -> None:
         elif isinstance(node, ast.Import):
             imported += [a.name for a in node.names]
     assert imported and not [m for m in imported if m.startswith((".hub", "l2v_hub.hub"))], imported
+
+
+def test_two_stores_at_the_same_relative_path_are_two_sources_and_an_owner_can_start_over(
+    hf_offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two checkouts each with their own .cache/demo/store: the same relative path, other packs
+    # (make demo in a second clone was refused as a moved tag of the first clone's store).
+
+    commits = []
+    for seed, checkout in enumerate(("a", "b")):
+        (tmp_path / checkout).mkdir()
+        monkeypatch.chdir(tmp_path / checkout)
+        commits.append(publish(random_pack(seed=seed), REPO, store="store").commit)
+        assert pull(REPO, "v1.0.0", store="store").release.commit == commits[-1]
+    assert commits[0] != commits[1]
+    # Within one checkout, a store rebuilt in place is refused, until its owner forgets it.
+    shutil.rmtree("store")
+    rebuilt = publish(random_pack(seed=2), REPO, store="store").commit
+    with pytest.raises(PackError, match="released versions must not move"):
+        pull(REPO, "v1.0.0", store="store")
+    forget_source(Store("store").where)
+    assert pull(REPO, "v1.0.0", store="store").release.commit == rebuilt

@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-from tiny_models import HIDDEN, LAYERS, build, model_type_params
+from tiny_models import (
+    HIDDEN,
+    LAYERS,
+    build,
+    forward_options,
+    image_inputs,
+    model_type_params,
+    with_image,
+)
 
 from l2v_hub import L2VHubError
 from l2v_hub.errors import ArgumentError
@@ -14,8 +22,12 @@ from l2v_hub.loader import BLOCK_PATHS, find_blocks, text_dims
 
 
 def blocks_seen_by_a_text_forward(model: torch.nn.Module, tokens: int) -> set[int]:
-    """ids of the modules that receive [1, tokens, HIDDEN] hidden states in a text-only
-    forward: the text decoder's blocks, found without any knowledge of paths."""
+    """ids of the modules that receive [1, tokens, HIDDEN] hidden states in a forward of a text
+    prompt (behind an image where the family's forward needs one): the text decoder's blocks,
+    found without any knowledge of paths."""
+    model_type = model.config.model_type
+    ids = torch.tensor([with_image(model_type, list(range(5, 5 + tokens)))])
+    tokens = ids.shape[1]
     seen: set[int] = set()
 
     def record(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
@@ -29,7 +41,7 @@ def blocks_seen_by_a_text_forward(model: torch.nn.Module, tokens: int) -> set[in
         for block in module
     ]
     with torch.no_grad():
-        model(input_ids=torch.arange(5, 5 + tokens)[None])
+        model(input_ids=ids, **image_inputs(model_type, ids), **forward_options(model_type))
     for h in handles:
         h.remove()
     return seen
@@ -47,8 +59,12 @@ def test_finds_the_text_decoder_blocks(model_type: str) -> None:
     assert resolved is found.blocks
     ran = blocks_seen_by_a_text_forward(model, tokens=7)
     # Mllama skips its cross-attention block (1) without an image, as the model does.
-    expected = [b for i, b in enumerate(found.blocks) if not (model_type == "mllama" and i == 1)]
-    assert {id(b) for b in expected} == ran
+    expected = {id(b) for i, b in enumerate(found.blocks) if not (model_type == "mllama" and i == 1)}
+    if model_type == "idefics":
+        # IDEFICS runs a gated cross-attention block (a list of its own) before each decoder
+        # block: the decoder block's output is the residual stream after both.
+        expected |= {id(b) for b in model.model.gated_cross_attn_layers}
+    assert expected == ran
 
 
 def test_a_vision_tower_deeper_than_the_text_decoder_is_never_chosen() -> None:

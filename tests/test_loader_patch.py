@@ -13,10 +13,13 @@ from tiny_models import (
     HIDDEN,
     LAYERS,
     build,
+    forward_options,
     generate,
+    image_inputs,
     left_pad,
     model_type_params,
     transformers_version,
+    with_image,
 )
 
 import l2v_hub
@@ -31,8 +34,12 @@ ATOL = 1e-4
 
 
 def logits(model: torch.nn.Module, ids: list[int] | None = None) -> torch.Tensor:
+    """The logits of a prompt (with an image where the family's forward needs one)."""
+    model_type = model.config.model_type
+    tokens = torch.tensor([with_image(model_type, ids or PROMPTS[0])])
     with torch.no_grad():
-        return model(input_ids=torch.tensor([ids or PROMPTS[0]])).logits
+        return model(input_ids=tokens, **image_inputs(model_type, tokens),
+                     **forward_options(model_type)).logits
 
 
 def hook_count(model: torch.nn.Module) -> int:
@@ -68,32 +75,39 @@ PALIGEMMA_CACHE_SKIP = {
 @pytest.mark.parametrize("model_type", model_type_params(PALIGEMMA_CACHE_SKIP))
 def test_greedy_generate_is_the_same_with_and_without_the_cache(model_type: str) -> None:
     model = build(model_type)
-    ids = torch.tensor([PROMPTS[0]])
+    ids = torch.tensor([with_image(model_type, PROMPTS[0])])
+    images = image_inputs(model_type, ids)
     with l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5):
-        cached = generate(model, ids, use_cache=True)
-        uncached = generate(model, ids, use_cache=False)
+        cached = generate(model, ids, use_cache=True, **images)
+        uncached = generate(model, ids, use_cache=False, **images)
     assert torch.equal(cached.sequences, uncached.sequences)
     for step, (a, b) in enumerate(zip(cached.logits, uncached.logits, strict=True)):
         torch.testing.assert_close(a, b, atol=ATOL, rtol=0, msg=f"step {step}")
 
 
-# Kosmos-2.5 numbers a cached step's position from the cache length, pads included, so a
-# left-padded row is positioned differently from the same prompt alone, even unpatched.
-KOSMOS_2_5_PADDING_SKIP = {
+# Kosmos-2.5 (and Kosmos-2 in transformers 5.x) numbers a cached step's position from the cache
+# length, pads included, so a left-padded row is positioned differently from the same prompt
+# alone, even unpatched.
+KOSMOS_PADDING_SKIP = {
     "kosmos-2.5": (True, f"transformers {transformers_version} Kosmos-2.5 counts the pads of a "
                    "left-padded row in its cached positions, even unpatched"),
+    "kosmos-2": (transformers_version >= Version("5"), f"transformers {transformers_version} "
+                 "Kosmos-2 counts the pads of a left-padded row in its cached positions, even "
+                 "unpatched"),
 }
 
 
-@pytest.mark.parametrize("model_type", model_type_params(KOSMOS_2_5_PADDING_SKIP))
+@pytest.mark.parametrize("model_type", model_type_params(KOSMOS_PADDING_SKIP))
 def test_left_padded_batch_gives_what_each_prompt_gives_alone(model_type: str) -> None:
     model = build(model_type)
-    ids, mask = left_pad(PROMPTS)
+    prompts = [with_image(model_type, p) for p in PROMPTS]
+    ids, mask = left_pad(prompts)
     with l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5):
-        batch = generate(model, ids, mask)
-        alone = [generate(model, torch.tensor([p])) for p in PROMPTS]
+        batch = generate(model, ids, mask, **image_inputs(model_type, ids, mask))
+        alone = [generate(model, row, **image_inputs(model_type, row))
+                 for row in (torch.tensor([p]) for p in prompts)]
     for row, single in enumerate(alone):
-        assert torch.equal(batch.sequences[row, ids.shape[1]:], single.sequences[0, len(PROMPTS[row]):])
+        assert torch.equal(batch.sequences[row, ids.shape[1]:], single.sequences[0, len(prompts[row]):])
         for step, (a, b) in enumerate(zip(batch.logits, single.logits, strict=True)):
             torch.testing.assert_close(a[row], b[0], atol=ATOL, rtol=0, msg=f"row {row} step {step}")
 

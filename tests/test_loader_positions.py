@@ -15,8 +15,10 @@ from tiny_models import (
     VISION_START,
     build,
     generate,
+    image_inputs,
     left_pad,
     qwen2_vl_image_inputs,
+    with_image,
 )
 
 import l2v_hub
@@ -116,6 +118,42 @@ def test_image_tokens_count_as_positions(policy: str) -> None:
         for a, b, c in zip(batch.logits, single.logits, uncached.logits, strict=True):
             torch.testing.assert_close(a[row], b[0], atol=1e-4, rtol=0)
             torch.testing.assert_close(a[row], c[row], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
+@pytest.mark.parametrize("policy", POSITIONS)
+def test_kosmos2_generate_runs_its_text_model_and_steers_the_policy_positions(
+        policy: str, use_cache: bool) -> None:
+    """Kosmos-2's generate is its text model's generate, which never calls the top-level forward:
+    the positions must still be tracked (they were not: every decode step raised L2VHubError)."""
+    model = build("kosmos-2")
+    prompts = [with_image("kosmos-2", p) for p in PROMPTS]
+    ids, mask = left_pad(prompts)
+    with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS), layers=[BLOCK], positions=policy):
+        recorder = Recorder(l2v_hub.loader.find_blocks(model).blocks[BLOCK])
+        generate(model, ids, mask, new_tokens=3, use_cache=use_cache,
+                 **image_inputs("kosmos-2", ids, mask))
+        observed = recorder.masks()
+    assert_masks(observed, expected(policy, prompts, [m.shape[1] for m in observed]))
+    if use_cache:
+        assert [m.shape[1] for m in observed] == [ids.shape[1], 1, 1]
+
+
+def test_the_prompt_is_found_by_name_when_generate_takes_something_else_first() -> None:
+    """Kosmos2ForConditionalGeneration.generate(pixel_values, image_embeds_position_mask,
+    input_ids, ...): a positional image is not the prompt (its 3 channels were taken for a
+    3-token prompt, steering position 2 as the prompt's last)."""
+    model = build("kosmos-2")
+    ids = torch.tensor([with_image("kosmos-2", PROMPTS[0])])
+    images = image_inputs("kosmos-2", ids)
+    options = dict(max_new_tokens=2, do_sample=False, pad_token_id=0)
+    with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS), layers=[BLOCK],
+                       positions="prompt_last"):
+        recorder = Recorder(l2v_hub.loader.find_blocks(model).blocks[BLOCK])
+        model.generate(images["pixel_values"], images["image_embeds_position_mask"], ids,
+                       **options)
+        observed = recorder.masks()
+    assert_masks(observed, expected("prompt_last", [ids[0].tolist()], [ids.shape[1], 1]))
 
 
 # Issue 12: prompt lookup finds "5 6 7" earlier in this prompt, so the first forward of generate

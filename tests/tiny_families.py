@@ -62,6 +62,7 @@ _MROPE = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1,
 _HYBRID = ["linear_attention", "full_attention", "linear_attention"]
 # A VQ image tokenizer: 32 channels (its GroupNorm has 32 groups), one block per level.
 _VQ = {"base_channels": 32, "latent_channels": 32, "embed_dim": 8, "num_res_blocks": 1}
+_SMALL_IMAGE = {"image_size": 8, "patch_size": 4}
 _KOSMOS_TEXT = {"embed_dim": HIDDEN, "layers": LAYERS, "ffn_dim": 64, "attention_heads": 4}
 OVERRIDES: dict[str, dict[str, Any]] = {
     # M-RoPE sections must sum to half the rotary width (head_dim 8); these models default to
@@ -103,8 +104,10 @@ OVERRIDES: dict[str, dict[str, Any]] = {
                    "audio_config": {"codebook_dim": 16, "codebook_size": 32}},
     "janus": {"vq_config": {**_VQ, "num_embeddings": 32, "projection_dim": HIDDEN,
                             "image_token_embed_dim": 16}},
-    # Kosmos text configs name their sizes fairseq's way.
-    "kosmos-2": {"text_config": _KOSMOS_TEXT, "latent_query_num": 4},
+    # Kosmos text configs name their sizes fairseq's way. IDEFICS and Kosmos-2 run on an image
+    # (tests/tiny_models.py, image_inputs): an 8x8 one of 2x2 patches, not the default 224x224.
+    "kosmos-2": {"text_config": _KOSMOS_TEXT, "latent_query_num": 4, "vision_config": _SMALL_IMAGE},
+    "idefics": {"vision_config": _SMALL_IMAGE},
     "kosmos-2.5": {"text_config": _KOSMOS_TEXT, "latent_query_num": 4},
     "inkling2": {"text_config": {"unpadded_vocab_size": VOCAB}},
     "inkling2_loop": {"text_config": {"unpadded_vocab_size": VOCAB}},
@@ -142,23 +145,16 @@ FAMILIES = (
 )
 
 
-# Families whose tiny model builds but cannot run the text-only behaviour checks, for a reason
-# outside l2v-hub: model type -> (condition, reason). Their block path is still checked on the
-# model's structure (tests/test_loader_families.py).
-NO_TEXT_ONLY_RUN: dict[str, tuple[bool, str]] = {
-    "idefics": (True, "IDEFICS's forward needs an image (pixel_values or image embeddings), and "
-                "the behaviour checks run text-only prompts"),
-    "kosmos-2": (True, "Kosmos-2's forward needs an image (pixel_values or image_embeds), and the "
-                 "behaviour checks run text-only prompts"),
-    # Llama 4 runs on neither transformers: 5.x fails every forward; 4.51 makes its own cache in
-    # bfloat16 whatever the model's dtype, and with use_cache off, two forwards of one input
-    # can differ.
-    "llama4": (True, f"transformers {transformers_version}'s Llama4ForConditionalGeneration "
-               + ("reads outputs.image_outputs, which its language model's output lacks: every "
-                  "forward raises AttributeError" if transformers_version >= Version("5") else
-                  "makes a bfloat16 cache in an fp32 model's forward, and without it gives "
-                  "different logits for the same input")
-               + ", unpatched too"),
+# Families whose tiny model builds but cannot run the behaviour checks, for a reason outside
+# l2v-hub: model type -> (condition, reason). Their block path is still checked on the model's
+# structure (tests/test_loader_families.py). (IDEFICS and Kosmos-2, whose forward needs an image,
+# run them with one: tests/tiny_models.py, image_inputs; Llama 4 runs on transformers 4.51 with
+# the workarounds of tests/tiny_models.py, build and forward_options.)
+CANNOT_RUN: dict[str, tuple[bool, str]] = {
+    "llama4": (transformers_version >= Version("5"), f"transformers {transformers_version}'s "
+               "Llama4ForConditionalGeneration reads outputs.image_outputs, which its language "
+               "model's output lacks: every forward raises AttributeError, unpatched too (also "
+               "with return_dict=False)"),
 }
 
 

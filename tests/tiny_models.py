@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import transformers
 from packaging.version import Version
-from tiny_families import FAMILIES, NO_TEXT_ONLY_RUN, tiny_config
+from tiny_families import CANNOT_RUN, FAMILIES, tiny_config
 from transformers.models.auto import configuration_auto, modeling_auto
 
 HIDDEN, LAYERS, VOCAB = 32, 3, 128
@@ -182,7 +182,7 @@ VLMS = ("qwen2_vl", "qwen2_5_vl", "llava", "llava_next", "idefics3", "smolvlm", 
 
 def model_type_params(skips: dict[str, tuple[bool, str]] | None = None) -> list[Any]:
     """Every model type as a pytest param. Types missing from this transformers, families that
-    cannot run text-only (tiny_families.NO_TEXT_ONLY_RUN), and ``skips`` (model type ->
+    cannot run here (tiny_families.CANNOT_RUN), and ``skips`` (model type ->
     (condition, reason)) are marked skip with the condition that explains why: never a silent
     skip."""
     import pytest
@@ -194,7 +194,7 @@ def model_type_params(skips: dict[str, tuple[bool, str]] | None = None) -> list[
                                   f"{name!r}"))
     reasons["internvl"].append((not HAS_INTERNVL, "transformers-native InternVL needs "
                                 f"transformers>=4.52, have {transformers_version}"))
-    for name, reason in [*NO_TEXT_ONLY_RUN.items(), *(skips or {}).items()]:
+    for name, reason in [*CANNOT_RUN.items(), *(skips or {}).items()]:
         reasons[name].append(reason)
     return [pytest.param(name, marks=[pytest.mark.skipif(c, reason=r) for c, r in reasons[name]])
             for name in CONFIGS]
@@ -210,7 +210,65 @@ def build(model_type: str, seed: int = 0) -> torch.nn.Module:
         cls = transformers.AutoModelForImageTextToText
     elif model_type in VLMS:  # transformers 4.51 lists the video LLaVAs as vision-to-text only
         cls = transformers.AutoModelForVision2Seq
-    return cls.from_config(config).eval()
+    model = cls.from_config(config).eval()
+    if model_type == "llama4" and transformers_version < Version("5"):
+        # transformers 4.51's Llama 4 _init_weights skips its experts' weights (torch.empty:
+        # garbage up to ~1e25, so forwards of one input can differ): drawn here as it draws the
+        # rest, normal(0, initializer_range).
+        std = config.get_text_config().initializer_range
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if ".experts." in name and param.ndim == 3:
+                    param.normal_(0.0, std)
+    return model
+
+
+def forward_options(model_type: str) -> dict[str, Any]:
+    """What a plain forward (outside generate) of the family needs to run unpatched: transformers
+    4.51's Llama 4 makes its own cache in bfloat16 whatever the model's dtype, and its fp32
+    attention then fails; without a cache it runs (generate makes a cache of the model's dtype)."""
+    if model_type == "llama4" and transformers_version < Version("5"):
+        return {"use_cache": False}
+    return {}
+
+
+# Families whose forward needs an image: the image tokens a prompt of theirs starts with, as their
+# processors lay them out. IDEFICS: <fake_token_around_image> <image> <fake_token_around_image>,
+# every token from <image> on attending to the image; Kosmos-2: <image>, latent_query_num (4)
+# placeholders that the image's embeddings replace, </image>.
+IMAGE_PREFIX: dict[str, list[int]] = {
+    "idefics": [VISION_START, IMAGE, VISION_END],
+    "kosmos-2": [VISION_START, *[IMAGE] * 4, VISION_END],
+}
+
+
+def with_image(model_type: str, prompt: list[int]) -> list[int]:
+    """``prompt`` behind the family's image tokens where its forward needs an image; as it is
+    for every other family (their checks stay text-only)."""
+    return [*IMAGE_PREFIX.get(model_type, []), *prompt]
+
+
+def image_inputs(model_type: str, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor | None = None) -> dict[str, Any]:
+    """What the forward (and generate) of a family in ``IMAGE_PREFIX`` needs besides the tokens,
+    for prompts made by ``with_image`` (left-padded or not; ``attention_mask`` flags the real
+    tokens); {} for every other family. Each row gets one 8x8 image drawn from its own real
+    tokens, so a prompt sees the same image alone and in a batch."""
+    if model_type not in IMAGE_PREFIX:
+        return {}
+    real = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    assert bool(((input_ids == IMAGE) & (real != 0)).sum(1).eq(
+        IMAGE_PREFIX[model_type].count(IMAGE)).all()), "each row needs the family's image tokens"
+    pixels = torch.stack([
+        torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(int((row * keep).sum())))
+        for row, keep in zip(input_ids, real, strict=True)
+    ])
+    if model_type == "idefics":  # [batch, images, ...] and which images each token attends to
+        seen = ((input_ids == IMAGE) & (real != 0)).long().cumsum(1)
+        return {"pixel_values": pixels[:, None],
+                "image_attention_mask": (seen > 0).long()[..., None]}
+    # Kosmos-2: the positions the image's latent_query_num embeddings replace
+    return {"pixel_values": pixels, "image_embeds_position_mask": (input_ids == IMAGE).long()}
 
 
 def _roomy_hybrid_cache(model: torch.nn.Module, batch: int) -> Any | None:
@@ -238,7 +296,8 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor,
         kwargs.update(past_key_values=cache, cache_implementation=None)
     if attention_mask is not None:
         kwargs["attention_mask"] = attention_mask
-    return model.generate(input_ids, **kwargs, **inputs)
+    # By name: Kosmos-2's generate takes pixel_values first.
+    return model.generate(input_ids=input_ids, **kwargs, **inputs)
 
 
 def left_pad(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,6 +25,8 @@ from ..builder import PairSet, TargetSpec, build_packs
 from ..hub import publish, register, suggest_repo_name
 from ..hub.registry import REGISTRY_ENV
 from ..hub.source import STORE_ENV
+from ..hub.store import Store
+from ..hub.tags import forget_source
 
 __all__ = ["DemoPlan", "DemoResult", "real_plan", "run"]
 
@@ -222,6 +224,7 @@ def run(plan: DemoPlan) -> DemoResult:
     # A demo run starts clean: a store's versions are immutable, and a rebuilt pack differs
     # (its creation time) from the one a previous run published under the same version.
     shutil.rmtree(result.store, ignore_errors=True)
+    forget_source(Store(result.store).where)  # the tags this demo pulled from its old store
     result.registry.unlink(missing_ok=True)
     plan.out.mkdir(parents=True, exist_ok=True)
     with _stage(result, 1, "load the source LLM"):

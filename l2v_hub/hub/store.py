@@ -34,7 +34,8 @@ class Store(PackSource):
     """Packs in a folder, laid out by repo id and version."""
 
     def __init__(self, root: PathLike) -> None:
-        self.root = Path(root).expanduser()
+        # Absolute: two stores at the same relative path (two checkouts) are two sources.
+        self.root = Path(root).expanduser().absolute()
 
     @property
     def where(self) -> str:

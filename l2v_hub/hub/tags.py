@@ -13,26 +13,36 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import shutil
 from pathlib import Path
 
 from ..errors import PackError
 from ..files import atomic_write
 from .source import Release
 
-__all__ = ["check_tag", "record_path", "remember_tag"]
+__all__ = ["check_tag", "forget_source", "record_path", "remember_tag"]
 
 log = logging.getLogger(__name__)
+
+
+def _source_dir(where: str) -> Path:
+    from huggingface_hub import constants
+
+    readable = re.sub(r"[^A-Za-z0-9.]+", "-", where.removeprefix("the ")).strip("-")[-60:]  # the tail tells stores apart
+    source = f"{readable}-{hashlib.sha1(where.encode()).hexdigest()[:8]}"
+    return Path(constants.HF_HOME) / "l2v-hub" / "tags" / source
 
 
 def record_path(where: str, release: Release) -> Path:
     """The file that holds the commit ``release.tag`` of ``release.repo_id`` resolved to on
     ``where`` (one folder per source: two Hubs may both have a repo of that name)."""
-    from huggingface_hub import constants
+    return _source_dir(where) / release.repo_id.replace("/", "--") / release.tag
 
-    readable = re.sub(r"[^A-Za-z0-9.]+", "-", where.removeprefix("the ")).strip("-")[-60:]  # the tail tells stores apart
-    source = f"{readable}-{hashlib.sha1(where.encode()).hexdigest()[:8]}"
-    repo = release.repo_id.replace("/", "--")
-    return Path(constants.HF_HOME) / "l2v-hub" / "tags" / source / repo / release.tag
+
+def forget_source(where: str) -> None:
+    """Forget every tag recorded for the source ``where``: for its owner, who deleted a local
+    store and publishes into a new one at the same place (its versions are new commits)."""
+    shutil.rmtree(_source_dir(where), ignore_errors=True)
 
 
 def check_tag(where: str, release: Release, *, accept_moved: bool = False) -> None:

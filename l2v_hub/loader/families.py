@@ -10,7 +10,7 @@ upgrade cannot silently lose coverage.
 
 from __future__ import annotations
 
-__all__ = ["BLOCK_PATHS", "ENCODER_DECODER", "REFUSED", "UNVERIFIED"]
+__all__ = ["BLOCK_PATHS", "ENCODER_DECODER", "REFUSED", "TRACKED_AT", "UNVERIFIED"]
 
 # 5.x: <Model>.model.language_model.layers; 4.51: <Model>.language_model (a ForCausalLM).model.layers
 _LANGUAGE_MODEL = ("model.language_model.layers", "language_model.model.layers")
@@ -112,6 +112,13 @@ BLOCK_PATHS: dict[str, tuple[str, ...]] = {
     "nemotron_h_omni": ("language_model.model.layers",),
     "kosmos-2": ("text_model.model.layers",),
     "kosmos-2.5": ("text_model.model.layers",),
+}
+
+# Model types whose generate runs an inner model's own generate, which never calls the top-level
+# forward: the position tracker goes on that inner model (a dotted path from the top-level model),
+# whose forward every forward and every generate step of the model goes through.
+TRACKED_AT: dict[str, str] = {
+    "kosmos-2": "text_model",  # Kosmos2ForConditionalGeneration.generate: text_model.generate
 }
 
 REFUSED: dict[str, str] = {

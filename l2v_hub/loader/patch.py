@@ -32,6 +32,7 @@ from ..hub import identify_model, parse_ref, pull, resolve_pack
 from ..metadata import OPS, POSITIONS, check_model_id
 from ..pack import Pack, PathLike
 from .compiled import forget_compiled_code, unwrap_compiled
+from .families import TRACKED_AT
 from .hooks import SteeredGenerate, TrackerHook, remove_steering, steering_hooks
 from .layers import find_blocks, text_dims
 from .positions import PositionTracker
@@ -128,10 +129,11 @@ class Patch:
                 f"op={self.op!r}, positions={self.positions!r}, strength={self.strength}, {state})")
 
     def _apply(self, model: nn.Module, blocks: nn.ModuleList) -> None:
-        tracker = PositionTracker(self.positions, model.forward)
+        tracked = _tracked_module(model)
+        tracker = PositionTracker(self.positions, tracked.forward)
         try:
-            self._hold(model, model.register_forward_pre_hook(TrackerHook(tracker),
-                                                              with_kwargs=True))
+            self._hold(tracked, tracked.register_forward_pre_hook(TrackerHook(tracker),
+                                                                  with_kwargs=True))
             for i in self.layers:
                 vector = vector_for(blocks[i], self.pack.directions[i] * self.scales[i])
                 steerer = BlockSteerer(self.op, vector, self._controls, tracker)
@@ -148,6 +150,17 @@ class Patch:
         self._handles.append(handle)
         self._modules.append(module)
         _ACTIVE[module] = self
+
+
+def _tracked_module(model: nn.Module) -> nn.Module:
+    """The module whose forward pre-hook tracks positions: the model itself, or where its
+    ``generate`` runs an inner model's ``generate`` (``TRACKED_AT``), that inner model, whose
+    forward both the model's forward and every generate step go through."""
+    path = TRACKED_AT.get(getattr(getattr(model, "config", None), "model_type", None) or "")
+    inner: Any = model
+    for part in (path.split(".") if path else []):
+        inner = getattr(inner, part, None)
+    return inner if isinstance(inner, nn.Module) else model
 
 
 def check_strength(value: Any) -> float:

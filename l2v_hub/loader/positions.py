@@ -59,14 +59,29 @@ def _cache_length(cache: Any) -> int:
     raise L2VHubError(f"cannot read the length of a {type(cache).__name__} cache")
 
 
-def _given_prompt(args: tuple[Any, ...], kwargs: dict[str, Any],
-                  mask: torch.Tensor | None) -> int | torch.Tensor | None:
+def _positional_names(function: Callable[..., Any]) -> tuple[str, ...]:
+    """The names ``function``'s positional arguments bind to, in order (none if unknown)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = []
+    for parameter in parameters:
+        if parameter.kind not in kinds:
+            break
+        names.append(parameter.name)
+    return tuple(names)
+
+
+def _given_prompt(given: dict[str, Any], mask: torch.Tensor | None) -> int | torch.Tensor | None:
     """The prompt length of a ``generate`` call, from what it was given: the real tokens per row
     (a ``[B, 1]`` tensor) when the 2D mask pads, else the width of the inputs (an int, so that a
-    decode step without a mask needs no mask tensor). None when generate got no token tensor."""
-    tokens = kwargs.get("inputs_embeds")
+    decode step without a mask needs no mask tensor). None when generate got no token tensor.
+    ``given``: generate's arguments by name."""
+    tokens = given.get("inputs_embeds")
     if tokens is None:
-        tokens = args[0] if args else kwargs.get("inputs", kwargs.get("input_ids"))
+        tokens = given.get("inputs", given.get("input_ids"))
     if not isinstance(tokens, torch.Tensor) or tokens.ndim < 2:
         return None
     if mask is not None:
@@ -115,12 +130,16 @@ class PositionTracker(threading.local):
 
     def wrap_generate(self, generate: Callable[..., Any]) -> Callable[..., Any]:
         """``generate`` that marks its first forward as the prompt."""
+        # Its positional parameters: GenerationMixin's first is ``inputs``, but a model's own
+        # generate may take other things first (Kosmos-2: pixel_values).
+        names = _positional_names(generate) or ("inputs",)
 
         @functools.wraps(generate)
         def generate_steered(*args: Any, **kwargs: Any) -> Any:
-            mask = kwargs.get("attention_mask")
+            given = {**dict(zip(names, args, strict=False)), **kwargs}
+            mask = given.get("attention_mask")
             self._generate_mask = mask if isinstance(mask, torch.Tensor) and mask.ndim == 2 else None
-            self._given = _given_prompt(args, kwargs, self._generate_mask)
+            self._given = _given_prompt(given, self._generate_mask)
             self._generating += 1
             self._prompt_pending = True
             try:
