@@ -17,9 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..errors import ArgumentError, IncompatiblePackError, PackNotFoundError
+from ..errors import ArgumentError, PackNotFoundError
 from ..hub import identify_model
-from ..loader import as_pack, patch, text_dims
+from ..loader import as_pack, patch
+from ..loader.fit import check_dims
 from ..loader.patch import check_strength  # the strengths patch() accepts, checked up front
 from ..measure import (
     REGIMES,
@@ -82,14 +83,8 @@ def _check_rows(model: Any, packs: list[Pack], strengths: tuple[float, ...] | No
     if positions is not None and positions not in POSITIONS:
         raise ArgumentError(f"positions must be one of {', '.join(map(repr, POSITIONS))}, got "
                             f"{positions!r}")
-    dims = text_dims(model)
     for p in packs:
-        if (p.target.hidden_size, p.target.num_layers) != (dims.hidden_size, dims.num_layers):
-            raise IncompatiblePackError(
-                f"pack {p.name!r} is for {p.target.model_id} (text hidden_size="
-                f"{p.target.hidden_size}, num_layers={p.target.num_layers}), but "
-                f"{type(model).__name__} has text hidden_size={dims.hidden_size}, "
-                f"num_layers={dims.num_layers}")
+        check_dims(model, p)
 
 
 def _model_id(model: Any, model_id: str | None) -> str:

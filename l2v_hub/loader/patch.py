@@ -10,11 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import os
-import warnings
 import weakref
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,18 +20,16 @@ from torch.utils.hooks import RemovableHandle
 
 from ..errors import (
     ArgumentError,
-    IncompatiblePackError,
     L2VHubError,
     PackError,
-    PackNotFoundError,
 )
-from ..hub import identify_model, parse_ref, pull, resolve_pack
-from ..metadata import OPS, POSITIONS, check_model_id
+from ..metadata import OPS, POSITIONS
 from ..pack import Pack, PathLike
 from .compiled import forget_compiled_code, unwrap_compiled
 from .families import TRACKED_AT
+from .fit import as_pack, check_fit
 from .hooks import SteeredGenerate, TrackerHook, remove_steering, steering_hooks
-from .layers import find_blocks, text_dims
+from .layers import find_blocks
 from .positions import PositionTracker
 from .scale import measure_scales
 from .steer import BlockSteerer, Controls, vector_for
@@ -199,44 +194,6 @@ def _choice(value: str | None, default: str, name: str, allowed: tuple[str, ...]
     return chosen
 
 
-def _model_id(model: nn.Module, model_id: str | None) -> str | None:
-    """The Hub id of ``model``: given, or from ``name_or_path`` (a Hub id or a Hub cache path)."""
-    try:
-        return identify_model(model, model_id=model_id).model_id
-    except PackNotFoundError:  # a plain local folder: the model cannot say which Hub model it is
-        return None
-
-
-def _check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool) -> None:
-    dims, target = text_dims(model), pack.target
-    if (dims.hidden_size, dims.num_layers) != (target.hidden_size, target.num_layers):
-        raise IncompatiblePackError(
-            f"pack {pack.name!r} is for {target.model_id} (text hidden_size={target.hidden_size}, "
-            f"num_layers={target.num_layers}), but {type(model).__name__} has text "
-            f"hidden_size={dims.hidden_size}, num_layers={dims.num_layers}; the model is untouched"
-        )
-    found = _model_id(model, model_id)
-    calibrated = pack.calibration.model_id if pack.calibration is not None else None
-    if calibrated is not None and (found or "").casefold() != calibrated.casefold():
-        # The scale and default strength are in the calibrated model's units.
-        logger.warning("pack %r was calibrated on %s, but the model is %s: its s_i and default "
-                       "strength were measured there", pack.name, calibrated, found or "unknown")
-    if found is not None and found.casefold() == target.model_id.casefold():
-        return
-    if found is None:
-        # A local folder or a model built from a config: any pack of the same shape fits, so the
-        # user is told which model the pack was made for (a warning, not an info log).
-        message = (f"cannot tell which model this is (no Hub id in name_or_path); pack "
-                   f"{pack.name!r} is for {target.model_id}: pass model_id= to check it")
-    else:
-        message = (f"pack {pack.name!r} was built for {target.model_id} but the model is {found} "
-                   "(same text dimensions)")
-    if strict:
-        raise IncompatiblePackError(message + "; strict=True refuses it, the model is untouched")
-    warnings.warn(message + ("; pass strict=True to refuse such a pack" if found else ""),
-                  stacklevel=3)
-
-
 def _scales(model: nn.Module, pack: Pack, tokenizer: Any, layers_path: str | None
             ) -> tuple[torch.Tensor, str]:
     """s_i for every block: the pack's (calibrated), or measured on ``model`` now (uncalibrated)."""
@@ -253,33 +210,6 @@ def _scales(model: nn.Module, pack: Pack, tokenizer: Any, layers_path: str | Non
     logger.info("pack %s is not calibrated: s_i (%s) measured on %s at patch time", pack.name,
                 pack.scale.measure, type(model).__name__)
     return measured, "measured"
-
-
-def as_pack(pack: Pack | PathLike | None, model: nn.Module, model_id: str | None = None,
-            allow_discovery: bool | None = None) -> Pack:
-    """The one place a ``pack`` argument becomes a Pack: a Pack, a local folder, a Hub reference
-    ``org/name[@revision]``, or (``None``) the pack the registries name for the model's id (or,
-    with ``allow_discovery``, the one Hub discovery finds)."""
-    if isinstance(pack, Pack):
-        return pack.validate()
-    if pack is None:
-        return resolve_pack(model, model_id=model_id, allow_discovery=allow_discovery)
-    if not isinstance(pack, str | os.PathLike):
-        raise ArgumentError(f"pack must be a Pack, a pack folder, 'org/name[@revision]' or None, "
-                          f"got {type(pack).__name__}")
-    if Path(pack).is_dir() or not _is_hub_ref(pack):
-        return Pack.from_pretrained(pack)  # a PackError names a missing or broken folder
-    repo_id, revision = parse_ref(os.fspath(pack))
-    return pull(repo_id, revision).pack
-
-
-def _is_hub_ref(value: str | os.PathLike[str]) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        return bool(check_model_id(value.partition("@")[0]))
-    except L2VHubError:
-        return False
 
 
 def patch(
@@ -313,7 +243,7 @@ def patch(
         raise ArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     model = unwrap_compiled(model)
     resolved = as_pack(pack, model, model_id, allow_discovery)
-    _check_fit(model, resolved, model_id, strict)
+    check_fit(model, resolved, model_id, strict)
     num_layers = resolved.target.num_layers
     chosen = _check_layers(resolved.defaults.layers if layers is None else layers, num_layers)
     lam = check_strength(resolved.defaults.strength if strength is None else strength)
