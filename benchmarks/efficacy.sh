@@ -34,11 +34,24 @@ gemma() {
 qwen() {
   pack "$QWEN15B" $Q15_ID "$QWEN05B" $Q05_ID qwen1.5b-to-qwen0.5b
   pack "$QWEN05B" $Q05_ID "$QWEN05B" $Q05_ID qwen0.5b-own
-  # 150 held-out problems (every 4th). --limit 300 (every 2nd) would keep these 150 and ask 150
-  # more: about twice the CPU time.
+  # 150 held-out problems (every 4th), every row but the explicit-CoT prompt; then 50 of them
+  # (every 12th) with it too: their other rows are kept from the first run, only it is asked.
+  # (--limit 300 would keep the 150 and ask 150 more: about twice the CPU time.)
+  local q=(--model "$QWEN05B" --model-id $Q05_ID --pack "$OUT/packs/qwen1.5b-to-qwen0.5b"
+           --pack "$OUT/packs/qwen0.5b-own" --problems builtin --prompt direct
+           --max-new-tokens 256 --batch-size 8 --out "$OUT/qwen-direct")
+  $L2V eval "${q[@]}" --limit 150 --no-reference
+  mkdir -p "$OUT/qwen-direct-150" && cp "$OUT"/qwen-direct/report.* "$OUT/qwen-direct-150/"
+  $L2V eval "${q[@]}" --limit 50
+  mkdir -p "$OUT/qwen-direct-50" && cp "$OUT"/qwen-direct/report.* "$OUT/qwen-direct-50/"
+  # The transferred pack steering every position, the prompt's too: under `generated` the first
+  # answer token, which decides between a bare number and reasoning, comes from an unsteered
+  # position. Its own folder, started from the answers above (the unpatched row is kept).
+  mkdir -p "$OUT/qwen-direct-all"
+  [ -f "$OUT/qwen-direct-all/answers.jsonl" ] || cp "$OUT/qwen-direct/answers.jsonl" "$OUT/qwen-direct-all/"
   $L2V eval --model "$QWEN05B" --model-id $Q05_ID --pack "$OUT/packs/qwen1.5b-to-qwen0.5b" \
-    --pack "$OUT/packs/qwen0.5b-own" --problems builtin --limit 150 --prompt direct \
-    --max-new-tokens 256 --batch-size 8 --out "$OUT/qwen-direct"
+    --positions all --problems builtin --limit 50 --prompt direct --no-reference \
+    --max-new-tokens 256 --batch-size 8 --out "$OUT/qwen-direct-all"
   # The 0.5B as a LLaVA-OneVision VLM (its exact text decoder), on image problems. No explicit-CoT
   # row: its vision tower is random, so step-by-step text about an unseen image measures nothing
   # (and costs ~18 s an answer here).

@@ -162,5 +162,5 @@ def test_quickstart_blocks_run(world: Pack) -> None:
 
 def test_blocks_are_found() -> None:
     readme = blocks("README.md")
-    assert [b.lang for b in readme] == ["bash", "python", "bash"]
+    assert [b.lang for b in readme] == ["bash", "python", "bash", "bash"]
     assert readme[0].skip_reason and readme[1].skip_reason is None
