@@ -105,11 +105,10 @@ def eval_cmd(model_path: str, packs: list[Any], **o: Any) -> None:
         strengths=o["strengths"] or None, control=o["control"], positions=o["positions"],
         prompt=o["prompt"], reference=o["reference"], max_new_tokens=o["max_new_tokens"],
         batch_size=o["batch_size"], seed=o["seed"], limit=o["limit"], out=o["out"],
-        model_id=o["model_id"], progress=not o["quiet"])
-    if "eval" in sys.argv:  # run from a shell (not through click's test runner): keep the command
-        report.config["command"] = "l2v-hub eval " + shlex.join(sys.argv[sys.argv.index("eval") + 1:])
-        if o["out"] is not None:
-            report.save(o["out"])
+        model_id=o["model_id"], progress=not o["quiet"],
+        # Run from a shell (not through click's test runner): the report keeps the command.
+        command=("l2v-hub eval " + shlex.join(sys.argv[sys.argv.index("eval") + 1:])
+                 if "eval" in sys.argv else None))
     if o["as_json"]:
         click.echo(json.dumps(report.to_json(answers=False), indent=1))
         return

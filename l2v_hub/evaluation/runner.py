@@ -17,10 +17,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..errors import ArgumentError, PackNotFoundError
-from ..hub import identify_model
+from ..errors import ArgumentError
 from ..loader import as_pack, patch
-from ..loader.fit import check_dims
+from ..loader.fit import check_dims, model_hub_id
 from ..loader.patch import check_strength  # the strengths patch() accepts, checked up front
 from ..measure import (
     REGIMES,
@@ -85,13 +84,6 @@ def _check_rows(model: Any, packs: list[Pack], strengths: tuple[float, ...] | No
                             f"{positions!r}")
     for p in packs:
         check_dims(model, p)
-
-
-def _model_id(model: Any, model_id: str | None) -> str:
-    try:
-        return identify_model(model, model_id=model_id).model_id
-    except PackNotFoundError:  # a local folder or a model built from a config: no Hub id
-        return model_id or str(getattr(model, "name_or_path", "") or type(model).__name__)
 
 
 def _run_row(spec: RowSpec, key: str, model: Any, processor: Any, problems: list[Problem],
@@ -185,6 +177,7 @@ def evaluate(
     out: PathLike | None = None,
     model_id: str | None = None,
     progress: bool = True,
+    command: str | None = None,
 ) -> EvalReport:
     """Answer ``problems`` greedily with ``model`` unpatched, with each ``pack`` at each of
     ``strengths`` (in units of s_i; default the pack's own), with the seeded random control of
@@ -197,7 +190,8 @@ def evaluate(
     path or Problems; images need ``processor_or_tokenizer`` to be the model's processor.
     ``prompt``: ``plain``, ``direct`` or ``cot`` (``l2v_hub.measure.prompts``). ``out``: a folder
     where answers are kept as they come (an interrupted run given the same ``out`` resumes)
-    and the report is written (:meth:`EvalReport.save`).
+    and the report is written (:meth:`EvalReport.save`). ``command``: recorded in the report
+    (the CLI passes its command line).
 
     Raises ``ArgumentError`` (a ``ValueError``) for bad arguments and ``ProblemsError`` for a
     malformed problems file, before any answer; pack errors as ``l2v_hub.patch`` does.
@@ -222,7 +216,8 @@ def evaluate(
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     store = AnswerStore(folder / "answers.jsonl" if folder is not None else None)
-    name = _model_id(model, model_id)
+    # A local folder or a model built from a config has no Hub id: its path or class names it.
+    name = model_hub_id(model, model_id) or str(getattr(model, "name_or_path", "") or type(model).__name__)
     context = {"model": name, "max_new_tokens": max_new_tokens}
     keys = [s.key(context) for s in specs]
     resumed = sum(store.get(k, p) is not None for k in keys for p in chosen)
@@ -247,6 +242,7 @@ def evaluate(
         # were kept by a version that did not record it).
         "answer_seconds": (round(sum(store.seconds[(k, p.id)] for k in keys for p in chosen), 1)
                            if all((k, p.id) in store.seconds for k in keys for p in chosen) else None),
+        **({"command": command} if command else {}),
         "created": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "versions": {"l2v_hub": __version__, "torch": torch.__version__,
                      "transformers": _transformers_version(), "python": platform.python_version()},

@@ -16,12 +16,12 @@ from ..metadata import check_model_id
 from ..pack import Pack, PathLike
 from .layers import text_dims
 
-__all__ = ["as_pack", "check_dims", "check_fit"]
+__all__ = ["as_pack", "check_dims", "check_fit", "model_hub_id"]
 
 logger = logging.getLogger(__name__)
 
 
-def _model_id(model: nn.Module, model_id: str | None) -> str | None:
+def model_hub_id(model: nn.Module, model_id: str | None = None) -> str | None:
     """The Hub id of ``model``: given, or from ``name_or_path`` (a Hub id or a Hub cache path)."""
     try:
         return identify_model(model, model_id=model_id).model_id
@@ -46,7 +46,7 @@ def check_fit(model: nn.Module, pack: Pack, model_id: str | None, strict: bool) 
     (``strict``: ``IncompatiblePackError``) when they differ or the model cannot say its id."""
     check_dims(model, pack)
     target = pack.target
-    found = _model_id(model, model_id)
+    found = model_hub_id(model, model_id)
     calibrated = pack.calibration.model_id if pack.calibration is not None else None
     if calibrated is not None and (found or "").casefold() != calibrated.casefold():
         # The scale and default strength are in the calibrated model's units.
