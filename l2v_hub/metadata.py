@@ -34,7 +34,8 @@ __all__ = [
 SCHEMA_VERSION = 2
 HOOK_SITE = "decoder_block_output"
 Op = Literal["norm_preserving_add", "add"]
-Positions = Literal["first_and_generated", "all", "generated", "prompt_last"]
+Positions = Literal["first_and_generated", "all", "generated", "prompt_last",
+                    "prompt_last_and_generated"]
 OPS: tuple[str, ...] = get_args(Op)
 POSITIONS: tuple[str, ...] = get_args(Positions)
 # What s_i, the per-block scale of a v2 pack, is (docs/method.md, "The scale s_i"):

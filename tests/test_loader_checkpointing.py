@@ -11,6 +11,7 @@ from conftest import random_pack
 from tiny_llm import tiny_llama
 
 import l2v_hub
+from l2v_hub.metadata import POSITIONS
 
 A = torch.tensor([[5, 6, 7, 8, 9, 10]])
 B_SHORT = torch.tensor([[11, 12, 13]])
@@ -36,7 +37,7 @@ def gradients(checkpointing: bool, second: torch.Tensor, positions: str,
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
 
-@pytest.mark.parametrize("positions", ["all", "generated", "first_and_generated", "prompt_last"])
+@pytest.mark.parametrize("positions", POSITIONS)
 @pytest.mark.parametrize("second", [B_SHORT, B_PADDED], ids=["other-shape", "same-shape-padded"])
 def test_two_forwards_then_one_backward_give_the_unchecked_gradients(
     second: torch.Tensor, positions: str

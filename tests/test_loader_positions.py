@@ -70,6 +70,7 @@ def expected(policy: str, prompts: list[list[int]], widths: list[int]) -> list[t
                     "generated": pos >= length,
                     "first_and_generated": pos == 0 or pos >= length,
                     "prompt_last": pos == length - 1,
+                    "prompt_last_and_generated": pos >= length - 1,
                 }[policy]
         masks.append(mask)
     return masks
@@ -97,7 +98,8 @@ def test_generate_steers_exactly_the_policy_positions(model_type: str, policy: s
         assert [m.shape[1] for m in observed] == [ids.shape[1], 1, 1, 1]
 
 
-@pytest.mark.parametrize("policy", ["first_and_generated", "prompt_last"])
+@pytest.mark.parametrize("policy", ["first_and_generated", "prompt_last",
+                                    "prompt_last_and_generated"])
 def test_image_tokens_count_as_positions(policy: str) -> None:
     """Qwen2-VL's M-RoPE position ids compress the 2x2 image tokens; absolute positions do not."""
     model = build("qwen2_vl")
@@ -188,7 +190,8 @@ def test_assisted_generation_steers_what_plain_greedy_steers(mode: str, policy: 
     prompt = len(LOOKUP_PROMPT)
     want = {"all": list(range(observed[0].shape[1])), "prompt_last": [prompt - 1],
             "generated": list(range(prompt, observed[0].shape[1])),
-            "first_and_generated": [0, *range(prompt, observed[0].shape[1])]}[policy]
+            "first_and_generated": [0, *range(prompt, observed[0].shape[1])],
+            "prompt_last_and_generated": list(range(prompt - 1, observed[0].shape[1]))}[policy]
     assert first == want
     if policy == "prompt_last":  # position 10, once: never again after a crop
         assert sum(int(m.sum()) for m in observed) == 1
@@ -200,12 +203,13 @@ def _cache_kwarg(model: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+@pytest.mark.parametrize("policy", POSITIONS)
 @pytest.mark.parametrize("with_mask", [True, False], ids=["mask", "no-mask"])
-def test_a_manual_loop_steers_what_generate_steers(with_mask: bool) -> None:
+def test_a_manual_loop_steers_what_generate_steers(with_mask: bool, policy: str) -> None:
     model = build("llama")
     prompts = PROMPTS if with_mask else PROMPTS[:1]
     ids, mask = left_pad(prompts)
-    handle = l2v_hub.patch(model, random_pack(HIDDEN, LAYERS), layers=[BLOCK])
+    handle = l2v_hub.patch(model, random_pack(HIDDEN, LAYERS), layers=[BLOCK], positions=policy)
     reference = generate(model, ids, mask, new_tokens=4)
     recorder = Recorder(l2v_hub.loader.find_blocks(model).blocks[BLOCK])
     key, cache, step, logits = _cache_kwarg(model), None, ids, []
@@ -218,7 +222,7 @@ def test_a_manual_loop_steers_what_generate_steers(with_mask: bool) -> None:
             step = out.logits[:, -1:].argmax(-1)
             mask = torch.cat([mask, torch.ones_like(step)], dim=1)
     handle.remove()
-    assert_masks(recorder.masks(), expected("first_and_generated", prompts, [ids.shape[1], 1, 1, 1]))
+    assert_masks(recorder.masks(), expected(policy, prompts, [ids.shape[1], 1, 1, 1]))
     for a, b in zip(logits, reference.logits, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
 

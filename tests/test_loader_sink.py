@@ -113,7 +113,8 @@ def test_the_measured_scale_ignores_the_sink(tokenizer) -> None:
     torch.testing.assert_close(with_sink.scales, without.scales, rtol=1e-3, atol=0)
 
 
-@pytest.mark.parametrize("positions", ["first_and_generated", "generated", "all"])
+@pytest.mark.parametrize("positions", ["first_and_generated", "generated", "all",
+                                       "prompt_last_and_generated"])
 def test_under_the_pack_defaults_the_sink_turns_under_1_degree(tokenizer, positions: str) -> None:
     recorder, handle = run(sink_model(), tokenizer, positions=positions)
     pack = handle.pack
@@ -127,7 +128,8 @@ def test_under_the_pack_defaults_the_sink_turns_under_1_degree(tokenizer, positi
         for t in range(raw.shape[1]):
             position = t if f == 0 else prompt_len + f - 1
             steers = {"all": True, "generated": position >= prompt_len,
-                      "first_and_generated": position == 0 or position >= prompt_len}[positions]
+                      "first_and_generated": position == 0 or position >= prompt_len,
+                      "prompt_last_and_generated": position >= prompt_len - 1}[positions]
             h, got = raw[0, t], steered[0, t]
             if not steers:
                 assert torch.equal(got, h), f"forward {f} token {t} was steered"

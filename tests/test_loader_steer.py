@@ -12,8 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l2v_hub.loader.positions import PositionTracker, select
+from l2v_hub.loader.positions import PositionTracker, _count, select
 from l2v_hub.loader.steer import OPERATIONS, BlockSteerer, Controls, add, norm_preserving_add
+from l2v_hub.metadata import POSITIONS
 
 HALF = (torch.float16, torch.bfloat16)
 
@@ -249,6 +250,8 @@ def test_select_names_the_policy_positions() -> None:
     assert rows(select("first_and_generated", pos, prompt)) == [[1, 0, 0, 1, 1, 1],
                                                                 [1, 0, 0, 0, 0, 1]]
     assert rows(select("prompt_last", pos, prompt)) == [[0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0]]
+    assert rows(select("prompt_last_and_generated", pos, prompt)) == [[0, 0, 1, 1, 1, 1],
+                                                                      [0, 0, 0, 0, 1, 1]]
 
 
 def tracker_after(policy: str, input_ids: torch.Tensor,
@@ -288,3 +291,14 @@ def test_without_a_mask_a_forward_with_nothing_to_steer_returns_early() -> None:
     tracker = tracker_after("generated", torch.ones(1, 4, dtype=torch.long), None)
     hook = BlockSteerer("add", unit(8), Controls(strength=0.7), tracker)
     assert hook(torch.nn.Identity(), (), torch.randn(1, 4, 8)) is None
+
+
+@pytest.mark.parametrize("policy", POSITIONS)
+def test_the_integer_count_agrees_with_the_mask(policy: str) -> None:
+    """``_count`` decides a mask-free decode step; it must count what ``select`` marks."""
+    for prompt in range(0, 5):
+        for start in range(0, 7):
+            for stop in range(start, 8):
+                pos = torch.arange(start, stop)
+                want = int(select(policy, pos, prompt).sum())
+                assert _count(policy, start, stop, prompt) == want, (prompt, start, stop)

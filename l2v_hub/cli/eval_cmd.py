@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..metadata import POSITIONS
 from .common import model_id_arg, pack_arg
 
 __all__ = ["eval_cmd"]
@@ -63,8 +64,7 @@ def _processor(source: str, tokenizer: Any, model: Any, trust_remote_code: bool)
                                       "paper's non-CoT baseline); cot: think step by step.")
 @click.option("--reference/--no-reference", default=True, show_default=True,
               help="Add the unpatched row asked with the explicit step-by-step prompt.")
-@click.option("--positions", type=click.Choice(["all", "generated", "first_and_generated",
-                                                "prompt_last"]),
+@click.option("--positions", type=click.Choice(POSITIONS),
               help="Positions the pack steers [default: the pack's own].")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate N problems, evenly spaced.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,

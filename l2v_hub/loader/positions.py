@@ -34,6 +34,8 @@ def select(policy: str, pos: torch.Tensor, prompt: int | torch.Tensor) -> torch.
         return (pos == 0) | (pos >= prompt)
     if policy == "prompt_last":
         return pos == prompt - 1
+    if policy == "prompt_last_and_generated":
+        return pos >= prompt - 1
     raise ArgumentError(f"unknown positions policy {policy!r}")
 
 
@@ -46,7 +48,10 @@ def _count(policy: str, start: int, stop: int, prompt: int) -> int:
         return generated
     if policy == "first_and_generated":
         return generated + int(start <= 0 < stop and prompt > 0)
-    return int(start <= prompt - 1 < stop)  # prompt_last
+    last = int(start <= prompt - 1 < stop)
+    if policy == "prompt_last_and_generated":
+        return generated + last
+    return last  # prompt_last
 
 
 def _cache_length(cache: Any) -> int:
