@@ -3,10 +3,20 @@ measured into a new version of it (docs/calibration.md).
 
 1. s_i on the target: the norm of the target's own CoT mean difference at every block
    (``cot_norm``, from a small set of builtin contrastive pairs), and its own CoT direction.
-2. A strength sweep (geometric grid) for each candidate positions policy: the neutral-text
-   perplexity at each strength, until it first exceeds ``(1 + budget)`` times the unpatched one.
-   The default strength is the largest grid value before that; the policy, the one that allows
-   the larger strength (ties: the first candidate, ``generated``).
+2. The default strength, by ``criterion``:
+
+   - ``behaviour`` (the default since issue 18; docs/reasoning.md): for each candidate policy
+     (default ``prompt_last_and_generated``) and strength of a short grid, the share of 10-token
+     answers to the calibration problems (``direct`` prompt) that open with reasoning and stay
+     readable, with the pack and with its random control (:mod:`l2v_hub.measure.behaviour`). The
+     default is the strength (and policy) with the largest rise over the control among those
+     whose readable share stays within 90% of the unpatched one (ties: the smaller strength);
+     when no strength raises it above both the control and the unpatched model, the calibration
+     falls back to ``perplexity`` and says so;
+   - ``perplexity``: a sweep (geometric grid) for each candidate policy (default ``generated``,
+     ``first_and_generated``) of the neutral-text perplexity, until it first exceeds
+     ``(1 + budget)`` times the unpatched one. The default strength is the largest grid value
+     before that; the policy, the one that allows the larger strength (ties: the first).
 3. At that strength: accuracy, step-by-step share and answer length on the calibration problems,
    for the unpatched model, the pack, and a seeded random unit direction with the same s_i,
    strength, blocks, op and positions (the control); and the cosine between the pack's direction
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -28,18 +39,20 @@ from tqdm.auto import tqdm
 
 from ._version import __version__
 from .builder.extract import extract
-from .builder.pairs import PairSet, builtin_pairs, tokenize_pairs
-from .calibration_record import Calibration, GridPoint, Measures
+from .builder.pairs import PairSet, builtin_pairs, prompt_contrast, tokenize_pairs
+from .calibration_record import CRITERIA, Behaviour, Calibration, GridPoint, Measures
 from .errors import ArgumentError, IncompatiblePackError
 from .hub import identify_model
 from .loader import MAX_STRENGTH, patch, text_dims
 from .measure import answer_problems, builtin_problems, perplexity, random_directions, summarize
+from .measure.behaviour import READABLE_PPL, behaviour_sweep
 from .measure.problems import Problem, problems_sha256
 from .measure.text import neutral_text
 from .metadata import Defaults, Hook, Scale
 from .pack import Pack
 
-__all__ = ["DEFAULT_BUDGET", "DEFAULT_GRID", "DEFAULT_POSITIONS", "calibrate", "next_version"]
+__all__ = ["BEHAVIOUR_GRID", "BEHAVIOUR_POSITIONS", "DEFAULT_BUDGET", "DEFAULT_CRITERION",
+           "DEFAULT_GRID", "DEFAULT_POSITIONS", "calibrate", "next_version"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +61,13 @@ DEFAULT_BUDGET = 0.10
 # 1/32 of its own CoT-difference norm with a random direction, SmolLM2 at 1/2: docs/calibration.md).
 DEFAULT_GRID: tuple[float, ...] = tuple(round(2 ** (k / 2), 5) for k in range(-14, 7))
 DEFAULT_POSITIONS: tuple[str, ...] = ("generated", "first_and_generated")
+DEFAULT_CRITERION = "behaviour"
+# The behaviour sweep, in units of the target's own CoT norm: the 0.5B's own direction first
+# moved reasoning at 0.5 and broke at 2-4 (docs/reasoning.md).
+BEHAVIOUR_GRID: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+BEHAVIOUR_POSITIONS: tuple[str, ...] = ("prompt_last_and_generated",)
+BEHAVIOUR_TOKENS = 10
+_READABLE_GUARD = 0.9  # a chosen strength keeps at least 90% of the unpatched readable share
 CALIBRATION_PAIRS = 16
 
 
@@ -57,10 +77,12 @@ def next_version(version: str) -> str:
     return f"{major}.{int(minor) + 1}.0"
 
 
-def _pairs(pairs: PairSet | None) -> PairSet:
+def _pairs(pairs: PairSet | None, pack: Pack) -> PairSet:
+    """The given pairs, else 16 of the builtin ones in the pack's own recipe (s_i is the norm of
+    the target's own direction read the way the pack's was)."""
     if pairs is not None:
         return pairs
-    every = builtin_pairs()
+    every = prompt_contrast() if pack.method.pairs.source.startswith("prompt-contrast") else builtin_pairs()
     step = len(every.pairs) // CALIBRATION_PAIRS
     return PairSet(f"builtin-every-{step}th", every.style, every.pairs[::step][:CALIBRATION_PAIRS])
 
@@ -102,14 +124,59 @@ def _row(model: Any, tokenizer: Any, problems: list[Problem], text: str, max_new
     return Measures(round(ppl, 4), out["accuracy"], out["step_by_step"], round(out["answer_tokens"], 2))
 
 
+def _by_behaviour(model: Any, tokenizer: Any, pack: Pack, control: Pack, problems: list[Problem],
+                  grid: tuple[float, ...], positions: tuple[str, ...], batch_size: int
+                  ) -> tuple[Behaviour, tuple[float, str, str] | None]:
+    """``(record, (strength, policy, reason))`` by the behaviour criterion; the choice is None
+    when no grid strength raises the readable reasoning share above both the control and the
+    unpatched model."""
+    sweeps = {p: behaviour_sweep(model, tokenizer, pack, control, problems, grid, p,
+                                 tokens=BEHAVIOUR_TOKENS, batch_size=batch_size) for p in positions}
+    unpatched, readable = next(iter(sweeps.values()))[:2]
+    points = [pt for _, _, pts in sweeps.values() for pt in pts]
+    record = Behaviour("opens_reasoning", BEHAVIOUR_TOKENS, "direct", READABLE_PPL, unpatched,
+                       readable, tuple(points))
+    fit = [pt for pt in points if pt.readable >= _READABLE_GUARD * readable
+           and pt.reasons > max(pt.control_reasons, unpatched)]
+    if not fit:
+        return record, None
+    best = max(fit, key=lambda pt: (pt.reasons - pt.control_reasons, -pt.strength))
+    reason = (f"the strength whose {BEHAVIOUR_TOKENS}-token answers to the {len(problems)} "
+              f"calibration problems most often open with reasoning and stay readable against the "
+              f"random control: {best.reasons:.2f} vs {best.control_reasons:.2f} (unpatched "
+              f"{unpatched:.2f}; readable {best.readable:.2f}, unpatched {readable:.2f})")
+    return record, (best.strength, best.positions, reason)
+
+
+def _by_perplexity(model: Any, tokenizer: Any, pack: Pack, text: str, base: float, budget: float,
+                   grid: tuple[float, ...], positions: tuple[str, ...]
+                   ) -> tuple[float, str, list[GridPoint], str]:
+    sweeps = {p: _sweep(model, tokenizer, pack, text, base, budget, grid, p) for p in positions}
+    policy = max(positions, key=lambda p: (sweeps[p][0], -positions.index(p)))
+    strength = sweeps[policy][0]
+    others = ", ".join(f"{p}: {sweeps[p][0]:g}" for p in positions if p != policy)
+    points = sweeps[policy][1]
+    broke = points[-1] if points and points[-1].strength > strength else None
+    reason = (f"largest grid strength whose neutral-text perplexity stays within +{budget:.0%} of "
+              f"unpatched ({base:.4g})" + (f"; {broke.strength:g} gave {broke.perplexity:.4g}"
+                                           if broke else "; no grid point exceeded it")
+              + (f"; positions {policy} allowed the largest strength ({others})" if others else ""))
+    if strength == 0:
+        reason = (f"every grid strength raised the neutral-text perplexity by more than "
+                  f"{budget:.0%}: default strength 0 (the pack does nothing unless asked)")
+        log.warning("%s: %s", pack.name, reason)
+    return strength, policy, [pt for s in sweeps.values() for pt in s[1]], reason
+
+
 def calibrate(
     pack: Pack,
     model: Any,
     tokenizer: Any,
     *,
+    criterion: str = DEFAULT_CRITERION,
     budget: float = DEFAULT_BUDGET,
-    grid: tuple[float, ...] = DEFAULT_GRID,
-    positions: tuple[str, ...] = DEFAULT_POSITIONS,
+    grid: tuple[float, ...] | None = None,
+    positions: tuple[str, ...] | None = None,
     problems: list[Problem] | None = None,
     problems_source: str = "given",
     pairs: PairSet | None = None,
@@ -122,13 +189,21 @@ def calibrate(
 ) -> Pack:
     """A new version of ``pack`` calibrated on ``model`` (its target, weights loaded).
 
-    ``budget``: the allowed relative rise of the neutral-text perplexity (0.10: +10%). ``grid``:
-    candidate strengths in units of s_i, ascending. ``problems`` (default: 20 builtin calibration
-    problems; ``problems_source`` names given ones in the record) and ``pairs`` (default: 16
-    builtin pairs, for s_i and the own direction). ``version``
-    defaults to the next minor version. Raises ``IncompatiblePackError`` when the model's text
-    dimensions differ from the pack's target, ``ValueError`` for bad arguments.
+    ``criterion``: ``"behaviour"`` or ``"perplexity"`` (this module's docstring). ``budget``: the
+    allowed relative rise of the neutral-text perplexity (0.10: +10%; the ``perplexity``
+    criterion and its fallback). ``grid``: candidate strengths in units of s_i, ascending
+    (default :data:`BEHAVIOUR_GRID` or :data:`DEFAULT_GRID`); ``positions``: candidate policies
+    (default :data:`BEHAVIOUR_POSITIONS` or :data:`DEFAULT_POSITIONS`). ``problems`` (default:
+    20 builtin calibration problems; ``problems_source`` names given ones in the record) and
+    ``pairs`` (default: 16 builtin pairs in the pack's recipe, for s_i and the own direction).
+    ``version`` defaults to the next minor version. Raises ``IncompatiblePackError`` when the
+    model's text dimensions differ from the pack's target, ``ValueError`` for bad arguments.
     """
+    if criterion not in CRITERIA:
+        raise ArgumentError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
+    behaviour = criterion == "behaviour"
+    grid = grid or (BEHAVIOUR_GRID if behaviour else DEFAULT_GRID)
+    positions = positions or (BEHAVIOUR_POSITIONS if behaviour else DEFAULT_POSITIONS)
     if not 0 < budget <= 10:
         raise ArgumentError(f"budget must be in (0, 10] (0.10 = +10% perplexity), got {budget!r}")
     if not grid or any(b <= a for a, b in itertools.pairwise(grid)) or grid[0] <= 0:
@@ -146,33 +221,36 @@ def calibrate(
     text, text_sha = neutral_text()
     problem_source = "builtin-calibration" if problems is None else problems_source
     problems = builtin_problems("calibration", 20) if problems is None else list(problems)
-    pairs = _pairs(pairs)
-    steps = tqdm(total=3 + len(positions), desc=f"calibrating {pack.name}", disable=not progress)
+    pairs = _pairs(pairs, pack)
+    steps = tqdm(total=5, desc=f"calibrating {pack.name}", disable=not progress)
     own = _own_direction(model, tokenizer, pairs, progress=False)
     scales = own.norm(dim=-1).clamp_min(torch.finfo(torch.float32).tiny)
     steps.update()
     base_pack = replace(pack, scale=Scale("cot_norm", tuple(float(x) for x in scales)),
                         schema_version=2, calibration=None)
+    random = replace(base_pack, directions=random_directions(dims.hidden_size, dims.num_layers, seed))
     base = perplexity(model, tokenizer, text)
-    sweeps = {p: _sweep(model, tokenizer, base_pack, text, base, budget, grid, p) for p in positions}
-    steps.update(len(positions))
-    policy = max(positions, key=lambda p: (sweeps[p][0], -positions.index(p)))
-    strength = sweeps[policy][0]
-    others = ", ".join(f"{p}: {sweeps[p][0]:g}" for p in positions if p != policy)
-    points = sweeps[policy][1]
-    broke = points[-1] if points and points[-1].strength > strength else None
-    reason = (f"largest grid strength whose neutral-text perplexity stays within +{budget:.0%} of "
-              f"unpatched ({base:.4g})" + (f"; {broke.strength:g} gave {broke.perplexity:.4g}"
-                                           if broke else "; no grid point exceeded it")
-              + (f"; positions {policy} allowed the largest strength ({others})" if others else ""))
-    if strength == 0:
-        reason = (f"every grid strength raised the neutral-text perplexity by more than "
-                  f"{budget:.0%}: default strength 0 (the pack does nothing unless asked)")
-        log.warning("%s: %s", pack.name, reason)
+    record, chosen_by = _by_behaviour(model, tokenizer, base_pack, random, problems, grid,
+                                      positions, batch_size) if behaviour else (None, None)
+    steps.update()
+    if chosen_by is not None:
+        strength, policy, reason = chosen_by
+        # The neutral-text perplexity along the same grid, recorded (no budget applies).
+        points = _sweep(model, tokenizer, base_pack, text, base, math.inf, grid, policy)[1]
+    else:
+        strength, policy, points, reason = _by_perplexity(
+            model, tokenizer, base_pack, text, base, budget, DEFAULT_GRID if behaviour else grid,
+            DEFAULT_POSITIONS if behaviour else positions)
+        if behaviour:
+            criterion = "perplexity"
+            reason = ("no behaviour-grid strength made short answers open with reasoning more "
+                      "often than both the random control and the unpatched model: " + reason)
+            log.warning("%s: %s", pack.name, reason)
+    steps.update()
     layers = pack.defaults.layers
     chosen = replace(base_pack, defaults=Defaults(strength, layers),
                      hook=Hook(op=pack.hook.op, positions=policy))
-    control = replace(chosen, directions=random_directions(dims.hidden_size, dims.num_layers, seed))
+    control = replace(chosen, directions=random.directions)
     baseline = _row(model, tokenizer, problems, text, max_new_tokens, batch_size,
                     unpatched_perplexity=base)
     steps.update()
@@ -184,7 +262,7 @@ def calibrate(
     cosine = {str(i): round(float(torch.dot(pack.directions[i].float(), unit_own[i])), 4)
               for i in layers}
     weight = next(model.parameters())
-    record = Calibration(
+    calibration = Calibration(
         model_id=ref.model_id, revision=ref.revision, dtype=str(weight.dtype).removeprefix("torch."),
         device=str(weight.device), l2v_hub_version=__version__,
         created=datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
@@ -192,9 +270,9 @@ def calibrate(
         problems={"source": problem_source,
                   "count": len(problems), "sha256": problems_sha256(problems)},
         pairs={"source": pairs.source, "count": len(pairs), "sha256": pairs.sha256()},
-        grid=tuple(p for s in sweeps.values() for p in s[1]), strength=strength, positions=policy,
+        grid=tuple(points), strength=strength, positions=policy,
         reason=reason, baseline=baseline, pack=measured, control=controlled, control_seed=seed,
-        cosine_own=cosine,
+        cosine_own=cosine, criterion=criterion, behaviour=record,
     )
-    return replace(chosen, version=new_version, calibration=record, l2v_hub_version=__version__,
-                   created=record.created).validate()
+    return replace(chosen, version=new_version, calibration=calibration,
+                   l2v_hub_version=__version__, created=calibration.created).validate()

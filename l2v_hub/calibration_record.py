@@ -11,7 +11,13 @@ from typing import Any
 
 from .metadata import POSITIONS, SCALE_MEASURES, _Reader, check_model_id
 
-__all__ = ["Calibration", "GridPoint", "Measures", "parse_calibration"]
+__all__ = ["CRITERIA", "Behaviour", "BehaviourPoint", "Calibration", "GridPoint", "Measures",
+           "parse_calibration"]
+
+# How the default strength was chosen: the behaviour a CoT pack exists to change, against its
+# random control, within a readability guard; or (packs before issue 18, and the fallback when
+# no strength moves the behaviour) the neutral-text perplexity budget alone.
+CRITERIA = ("behaviour", "perplexity")
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,35 @@ class GridPoint:
     strength: float
     positions: str
     perplexity: float
+
+
+@dataclass(frozen=True)
+class BehaviourPoint:
+    """One strength of the behaviour sweep (l2v_hub.measure.behaviour): the share of short
+    answers that open with reasoning and are readable, with the pack and with its random control,
+    and the pack's readable share (all 0..1)."""
+
+    strength: float
+    positions: str
+    reasons: float
+    control_reasons: float
+    readable: float
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """The behaviour measurement a ``criterion="behaviour"`` calibration chose its strength by:
+    ``measure`` read off ``tokens``-token greedy answers under the ``regime`` prompt, readable
+    below ``readable_ppl``; ``unpatched`` is the unpatched model's share and
+    ``unpatched_readable`` the share of its answers that are readable (the guard's reference)."""
+
+    measure: str
+    tokens: int
+    regime: str
+    readable_ppl: float
+    unpatched: float
+    unpatched_readable: float
+    points: tuple[BehaviourPoint, ...]
 
 
 @dataclass(frozen=True)
@@ -58,10 +93,16 @@ class Calibration:
     control: Measures
     control_seed: int
     cosine_own: dict[str, float]  # steered block index (as a string) -> cosine
+    criterion: str = "perplexity"
+    behaviour: Behaviour | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["grid"] = [asdict(p) for p in self.grid]
+        if self.behaviour is None:
+            del data["behaviour"]
+        else:
+            data["behaviour"]["points"] = [asdict(p) for p in self.behaviour.points]
         return data
 
 
@@ -83,6 +124,22 @@ def _measures(r: _Reader) -> Measures:
 def _source(r: _Reader) -> dict[str, Any]:
     return {"source": r.string("source"), "count": r.integer("count", 0, 1 << 62),
             "sha256": r.string("sha256")}
+
+
+def _behaviour(r: _Reader) -> Behaviour:
+    items = r.get("points", "a list of sweep points", (list,))
+    points = []
+    for i, item in enumerate(items):
+        p = _Reader(item, f"calibration.behaviour.points.{i}")
+        points.append(BehaviourPoint(
+            strength=_number(p, "strength"), positions=p.string("positions", choices=POSITIONS),  # type: ignore[arg-type]
+            reasons=_number(p, "reasons"), control_reasons=_number(p, "control_reasons"),  # type: ignore[arg-type]
+            readable=_number(p, "readable")))  # type: ignore[arg-type]
+    return Behaviour(measure=r.string("measure"), tokens=r.integer("tokens", 1, 1 << 20),
+                     regime=r.string("regime"), readable_ppl=_number(r, "readable_ppl"),  # type: ignore[arg-type]
+                     unpatched=_number(r, "unpatched"),  # type: ignore[arg-type]
+                     unpatched_readable=_number(r, "unpatched_readable"),  # type: ignore[arg-type]
+                     points=tuple(points))  # type: ignore[arg-type]
 
 
 def parse_calibration(data: Any) -> Calibration:
@@ -119,4 +176,7 @@ def parse_calibration(data: Any) -> Calibration:
         control=_measures(r.child("control")),
         control_seed=r.integer("control_seed", 0, (1 << 63) - 1),
         cosine_own={str(k): float(v) for k, v in cos.items()},
+        criterion=r.string("criterion", optional=True, choices=CRITERIA) or "perplexity",
+        behaviour=_behaviour(r.child("behaviour")) if isinstance(data, dict) and data.get(
+            "behaviour") is not None else None,
     )

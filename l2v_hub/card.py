@@ -41,7 +41,7 @@ def calibration_lines(pack: Pack) -> list[str]:
         f"Calibrated on `{c.model_id}`" + (f" @ `{c.revision}`" if c.revision else "")
         + f" ({c.dtype}, {c.device}) with l2v-hub {c.l2v_hub_version}, {c.created}.",
         f"s_i: {c.scale_measure}. Default strength **{c.strength:g}**, positions "
-        f"`{c.positions}`: {c.reason}.",
+        f"`{c.positions}` (criterion: {c.criterion}): {c.reason}.",
         "",
         "| row | strength | perplexity | accuracy | step-by-step | answer tokens |",
         "|---|---|---|---|---|---|",
@@ -56,6 +56,22 @@ def calibration_lines(pack: Pack) -> list[str]:
         "Sweep (neutral-text perplexity): " + "; ".join(
             f"{p.positions} {p.strength:g} → {p.perplexity:.4g}" for p in c.grid) + ".",
     ]
+    b = c.behaviour
+    if b is not None:
+        lines += [
+            "",
+            ("Chosen by behaviour" if c.criterion == "behaviour" else
+             "Behaviour measured (no strength moved it; chosen by perplexity)")
+            + f": the share of {b.tokens}-token answers ({b.regime} prompt) that "
+            f"open with reasoning ({b.measure}) and stay readable (the unpatched model's "
+            f"perplexity of the answer at most {b.readable_ppl:g}); unpatched: {b.unpatched:.2f} "
+            f"(readable {b.unpatched_readable:.2f}).",
+            "",
+            "| strength | positions | pack | random control | readable (pack) |",
+            "|---|---|---|---|---|",
+            *(f"| {p.strength:g} | {p.positions} | {p.reasons:.2f} | {p.control_reasons:.2f} | "
+              f"{p.readable:.2f} |" for p in b.points),
+        ]
     return lines
 
 

@@ -54,7 +54,8 @@ def pack_to_calibrate() -> Pack:
 
 
 def run_calibrate(model: torch.nn.Module, tok, pack: Pack | None = None, **kwargs) -> Pack:
-    options = dict(budget=BUDGET, grid=GRID, problems=builtin_problems("calibration", 3),
+    options = dict(criterion="perplexity", budget=BUDGET, grid=GRID,
+                   problems=builtin_problems("calibration", 3),
                    pairs=three_pairs(), max_new_tokens=6, batch_size=2, model_id=TARGET,
                    progress=False)
     return calibrate(pack or pack_to_calibrate(), model, tok, **{**options, **kwargs})
@@ -253,6 +254,75 @@ def test_an_uncalibrated_pack_says_so_in_the_card_and_inspect(tmp_path: Path) ->
     result = CliRunner().invoke(main, ["inspect", str(folder)])
     assert result.exit_code == 0, result.output
     assert "Not calibrated" in result.output and TABLE_HEADER not in result.output
+
+
+# -- the behaviour criterion (the default) ------------------------------------------------------
+
+BEHAVIOUR_GRID = (0.5, 2.0, 8.0)
+
+
+@pytest.fixture(scope="module")
+def behaviour_setup() -> tuple[torch.nn.Module, object, Pack]:
+    model, tok = sensitive_llama(), byte_tokenizer()
+    return model, tok, run_calibrate(model, tok, criterion="behaviour", grid=BEHAVIOUR_GRID,
+                                     positions=("prompt_last_and_generated", "generated"))
+
+
+def test_the_behaviour_record_holds_every_point_the_patched_model_gives(behaviour_setup) -> None:
+    from l2v_hub.measure.behaviour import behaviour_sweep
+
+    model, tok, calibrated = behaviour_setup
+    b = calibrated.calibration.behaviour
+    assert (b.measure, b.tokens, b.regime) == ("opens_reasoning", 10, "direct")
+    control = replace(calibrated, directions=l2v_hub.measure.random_directions(HIDDEN, LAYERS, 0))
+    for policy in ("prompt_last_and_generated", "generated"):
+        points = [p for p in b.points if p.positions == policy]
+        assert [p.strength for p in points] == list(BEHAVIOUR_GRID[:len(points)])
+        unpatched, _, again = behaviour_sweep(model, tok, calibrated, control,
+                                              builtin_problems("calibration", 3), BEHAVIOUR_GRID,
+                                              policy, tokens=10, batch_size=2)
+        assert again == points and unpatched == b.unpatched
+
+
+def test_the_behaviour_choice_is_the_largest_readable_rise_over_the_control(behaviour_setup) -> None:
+    _, _, calibrated = behaviour_setup
+    c = calibrated.calibration
+    readable = c.behaviour.unpatched_readable
+    fit = [p for p in c.behaviour.points if p.reasons > max(p.control_reasons, c.behaviour.unpatched)
+           and p.readable >= 0.9 * readable]
+    if c.criterion == "behaviour":
+        best = max((p for p in fit), key=lambda p: (p.reasons - p.control_reasons, -p.strength))
+        assert (c.strength, c.positions) == (best.strength, best.positions)
+        assert "open with reasoning" in c.reason
+        # The neutral-text perplexity is recorded along the grid at the chosen policy.
+        assert [p.strength for p in c.grid] == list(BEHAVIOUR_GRID)
+        assert {p.positions for p in c.grid} == {c.positions}
+    else:  # fell back: no point rose above both the control and unpatched (within the guard)
+        assert not fit
+        assert c.reason.startswith("no behaviour-grid strength") and "stays within +10%" in c.reason
+
+
+def test_inspect_and_the_card_show_the_behaviour_measurement(behaviour_setup, tmp_path: Path) -> None:
+    from l2v_hub.cli import main
+
+    calibrated = behaviour_setup[2]
+    c = calibrated.calibration
+    folder = calibrated.save_pretrained(tmp_path / "pack")
+    result = CliRunner().invoke(main, ["inspect", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert f"(criterion: {c.criterion})" in result.output
+    assert "| strength | positions | pack | random control | readable (pack) |" in result.output
+    for p in c.behaviour.points:
+        assert (f"| {p.strength:g} | {p.positions} | {p.reasons:.2f} | {p.control_reasons:.2f} | "
+                f"{p.readable:.2f} |") in result.output
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "open with reasoning (opens_reasoning)" in card
+    assert Pack.from_pretrained(folder).calibration == c  # the record survives save and load
+
+
+def test_a_bad_criterion_is_refused() -> None:
+    with pytest.raises(ValueError, match="criterion must be one of behaviour, perplexity"):
+        run_calibrate(sensitive_llama(), byte_tokenizer(), criterion="fluency")
 
 
 # -- applied to another model --------------------------------------------------------------------

@@ -30,9 +30,13 @@ def _strengths(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 def calibration_options(f: Any) -> Any:
     """The options ``calibrate`` and ``build --calibrate`` share."""
     for option in reversed([
+        click.option("--criterion", type=click.Choice(["behaviour", "perplexity"]), default="behaviour",
+                     show_default=True, help="behaviour: the strength whose short answers most often open with "
+                     "reasoning against the random control, readable; perplexity: the largest within --budget."),
         click.option("--budget", type=click.FloatRange(min=0, min_open=True, max=10), default=0.10,
-                     show_default=True, help="Allowed rise of the neutral-text perplexity (0.10: +10%)."),
-        click.option("--grid", callback=_strengths, help="Strengths to sweep, in units of s_i, ascending [default: 1/128 to 8, factor sqrt 2]."),
+                     show_default=True, help="Allowed rise of the neutral-text perplexity (0.10: +10%; the perplexity criterion)."),
+        click.option("--grid", callback=_strengths, help="Strengths to sweep, in units of s_i, ascending [default: "
+                     "behaviour 0.25,0.5,1,2; perplexity 1/128 to 8, factor sqrt 2]."),
         click.option("--problems", "problem_count", type=click.IntRange(1, 50), default=20, show_default=True,
                      help="Builtin calibration problems answered per row (unpatched, pack, random control)."),
         click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True),
@@ -45,11 +49,11 @@ def calibration_options(f: Any) -> Any:
 def run_calibration(pack: Any, model: Any, tokenizer: Any, options: dict[str, Any], model_id: str | None,
                     version: str | None) -> Any:
     """``l2v_hub.calibrate`` with the shared options."""
-    from ..calibrate import DEFAULT_GRID
     from ..calibrate import calibrate as run
     from ..measure import builtin_problems
 
-    return run(pack, model, tokenizer, budget=options["budget"], grid=options["grid"] or DEFAULT_GRID,
+    return run(pack, model, tokenizer, criterion=options["criterion"], budget=options["budget"],
+               grid=options["grid"],
                problems=None if options["problem_count"] == 20 else builtin_problems("calibration", options["problem_count"]),
                problems_source=f"builtin-calibration[:{options['problem_count']}]",
                max_new_tokens=options["max_new_tokens"], seed=options["seed"], version=version,
@@ -60,7 +64,9 @@ def summary(pack: Any) -> dict[str, Any]:
     """What a calibration decided, as JSON data."""
     c = pack.calibration
     return {"name": pack.name, "version": pack.version, "model_id": c.model_id,
-            "strength": c.strength, "positions": c.positions, "reason": c.reason,
+            "strength": c.strength, "positions": c.positions, "criterion": c.criterion,
+            "reason": c.reason,
+            "behaviour": None if c.behaviour is None else c.to_json()["behaviour"],
             "baseline": c.baseline.__dict__, "pack": c.pack.__dict__, "control": c.control.__dict__,
             "cosine_own": c.cosine_own}
 
@@ -81,8 +87,9 @@ def summary(pack: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print what was measured and decided as JSON.")
 def calibrate(pack_ref: str | tuple[str, str | None], model_path: str, **options: Any) -> None:
     """Measure PACK (a folder or org/name[@revision]) on its target --model and write a new,
-    calibrated version to --out: s_i, the default strength (the largest whose neutral-text
-    perplexity stays within --budget), the positions policy, and the random control beside it.
+    calibrated version to --out: s_i, the default strength and positions policy (by --criterion:
+    the behaviour a CoT pack exists to change against its random control, or the neutral-text
+    perplexity budget), and the random control beside it.
     A v1 pack comes out as v2."""
     from ..builder import load_model
     from ..pack import Pack

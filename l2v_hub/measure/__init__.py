@@ -13,6 +13,7 @@ from .answers import (
     summarize,
 )
 from .control import random_directions
+from .onset import opens_reasoning
 from .problems import Problem, ProblemsError, builtin_problems, load_problems
 from .prompts import REGIMES, prompt_ids, question_text
 from .text import neutral_text, perplexity
@@ -29,6 +30,7 @@ __all__ = [
     "load_problems",
     "neutral_text",
     "non_ascii_share",
+    "opens_reasoning",
     "perplexity",
     "prompt_ids",
     "question_text",
