@@ -39,7 +39,14 @@ from tqdm.auto import tqdm
 
 from ._version import __version__
 from .builder.extract import extract
-from .builder.pairs import PairSet, builtin_pairs, prompt_contrast, tokenize_pairs
+from .builder.pairs import (
+    PairSet,
+    builtin_pairs,
+    check_read,
+    prompt_contrast,
+    read_spans,
+    tokenize_pairs,
+)
 from .calibration_record import CRITERIA, Behaviour, Calibration, GridPoint, Measures
 from .errors import ArgumentError, IncompatiblePackError
 from .hub import identify_model
@@ -48,7 +55,7 @@ from .measure import answer_problems, builtin_problems, perplexity, random_direc
 from .measure.behaviour import READABLE_PPL, behaviour_sweep
 from .measure.problems import Problem, problems_sha256
 from .measure.text import neutral_text
-from .metadata import Defaults, Hook, Scale
+from .metadata import READS, Defaults, Hook, Read, Scale
 from .pack import Pack
 
 __all__ = ["BEHAVIOUR_GRID", "BEHAVIOUR_POSITIONS", "DEFAULT_BUDGET", "DEFAULT_CRITERION",
@@ -87,12 +94,15 @@ def _pairs(pairs: PairSet | None, pack: Pack) -> PairSet:
     return PairSet(f"builtin-every-{step}th", every.style, every.pairs[::step][:CALIBRATION_PAIRS])
 
 
-def _own_direction(model: Any, tokenizer: Any, pairs: PairSet, progress: bool) -> torch.Tensor:
-    """The target's own CoT mean difference at every block, [L, H] float32 (natural scale)."""
+def _own_direction(model: Any, tokenizer: Any, pairs: PairSet, read: str,
+                   progress: bool) -> torch.Tensor:
+    """The target's own CoT mean difference at every block, [L, H] float32 (natural scale), read
+    as the builder reads a pair (``read``: ``builder.pairs.read_spans``)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    result = extract(model, tokenize_pairs(pairs, tokenizer), method="mean-diff", batch_size=8,
-                     pad_token_id=pad or 0, padding_side="left", keep_differences=False,
-                     progress=progress)
+    tokens = tokenize_pairs(pairs, tokenizer)
+    result = extract(model, tokens, spans=read_spans(pairs, tokenizer, tokens, read),
+                     method="mean-diff", batch_size=8, pad_token_id=pad or 0, padding_side="left",
+                     keep_differences=False, progress=progress)
     return result.mean_difference.float()
 
 
@@ -180,6 +190,7 @@ def calibrate(
     problems: list[Problem] | None = None,
     problems_source: str = "given",
     pairs: PairSet | None = None,
+    read: Read | None = None,
     max_new_tokens: int = 64,
     batch_size: int = 20,
     seed: int = 0,
@@ -195,7 +206,10 @@ def calibrate(
     (default :data:`BEHAVIOUR_GRID` or :data:`DEFAULT_GRID`); ``positions``: candidate policies
     (default :data:`BEHAVIOUR_POSITIONS` or :data:`DEFAULT_POSITIONS`). ``problems`` (default:
     20 builtin calibration problems; ``problems_source`` names given ones in the record) and
-    ``pairs`` (default: 16 builtin pairs in the pack's recipe, for s_i and the own direction).
+    ``pairs`` (default: 16 builtin pairs in the pack's recipe, for s_i and the own direction),
+    read as ``read`` says (``last``, ``response_mean``, ``response_first``; default: the pack's
+    own ``method.token`` when it is one of these and the pairs are response-style, else
+    ``last``), so that s_i measures the target's direction as the pack's was read.
     ``version`` defaults to the next minor version. Raises ``IncompatiblePackError`` when the
     model's text dimensions differ from the pack's target, ``ValueError`` for bad arguments.
     """
@@ -208,6 +222,8 @@ def calibrate(
         raise ArgumentError(f"budget must be in (0, 10] (0.10 = +10% perplexity), got {budget!r}")
     if not grid or any(b <= a for a, b in itertools.pairwise(grid)) or grid[0] <= 0:
         raise ArgumentError(f"grid must be positive strengths in ascending order, got {grid!r}")
+    if read is not None:
+        check_read(read)
     if grid[-1] > MAX_STRENGTH:  # patch() refuses it: fail now, not half-way through the sweep
         raise ArgumentError(f"grid strengths must be at most {MAX_STRENGTH} (what l2v_hub.patch "
                           f"accepts), got {grid[-1]!r}")
@@ -222,8 +238,11 @@ def calibrate(
     problem_source = "builtin-calibration" if problems is None else problems_source
     problems = builtin_problems("calibration", 20) if problems is None else list(problems)
     pairs = _pairs(pairs, pack)
+    # Instruction-style pairs have no response: read at their end (the last prompt token).
+    read = read or (pack.method.token if pack.method.token in READS and pairs.style == "response"
+                    else "last")
     steps = tqdm(total=5, desc=f"calibrating {pack.name}", disable=not progress)
-    own = _own_direction(model, tokenizer, pairs, progress=False)
+    own = _own_direction(model, tokenizer, pairs, read, progress=False)
     scales = own.norm(dim=-1).clamp_min(torch.finfo(torch.float32).tiny)
     steps.update()
     base_pack = replace(pack, scale=Scale("cot_norm", tuple(float(x) for x in scales)),
@@ -269,7 +288,7 @@ def calibrate(
         scale_measure="cot_norm", budget=budget, text_sha256=text_sha,
         problems={"source": problem_source,
                   "count": len(problems), "sha256": problems_sha256(problems)},
-        pairs={"source": pairs.source, "count": len(pairs), "sha256": pairs.sha256()},
+        pairs={"source": pairs.source, "count": len(pairs), "sha256": pairs.sha256(), "read": read},
         grid=tuple(points), strength=strength, positions=policy,
         reason=reason, baseline=baseline, pack=measured, control=controlled, control_seed=seed,
         cosine_own=cosine, criterion=criterion, behaviour=record,

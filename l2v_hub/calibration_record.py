@@ -83,7 +83,9 @@ class Calibration:
     budget: float  # allowed relative rise of the neutral-text perplexity, e.g. 0.10
     text_sha256: str
     problems: dict[str, Any]  # {"source", "count", "sha256"}
-    pairs: dict[str, Any]  # {"source", "count", "sha256"} of the pairs s_i / cos_own came from
+    # {"source", "count", "sha256", "read"} of the pairs s_i / cos_own came from ("read": how each
+    # was read, builder.pairs.read_spans; absent in older records: "last")
+    pairs: dict[str, Any]
     grid: tuple[GridPoint, ...]
     strength: float
     positions: str
@@ -142,6 +144,11 @@ def _behaviour(r: _Reader) -> Behaviour:
                      points=tuple(points))  # type: ignore[arg-type]
 
 
+def _pairs(r: _Reader) -> dict[str, Any]:
+    read = r.string("read", optional=True)
+    return {**_source(r), **({"read": read} if read is not None else {})}
+
+
 def parse_calibration(data: Any) -> Calibration:
     """Check a decoded ``calibration`` object; raises ``PackError`` naming the field at fault."""
     r = _Reader(data, "calibration")
@@ -166,7 +173,7 @@ def parse_calibration(data: Any) -> Calibration:
         budget=_number(r, "budget"),  # type: ignore[arg-type]
         text_sha256=r.string("text_sha256"),
         problems=_source(r.child("problems")),
-        pairs=_source(r.child("pairs")),
+        pairs=_pairs(r.child("pairs")),
         grid=tuple(grid),
         strength=_number(r, "strength"),  # type: ignore[arg-type]
         positions=r.string("positions", choices=POSITIONS),

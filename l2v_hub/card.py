@@ -8,9 +8,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .pack import Pack
 
-__all__ = ["CARD_TAGS", "calibration_lines", "render_card"]
+__all__ = ["CARD_TAGS", "calibration_lines", "read_phrase", "render_card"]
 
 CARD_TAGS = ("l2v-hub", "l2v-cot", "steering-vector", "chain-of-thought")
+_READ_PHRASES = {"last": "the last token", "response_mean": "the mean over the response tokens",
+                 "response_first": "the first response token"}
+
+
+def read_phrase(read: str) -> str:
+    """Where a pack's directions (``method.token``) or a calibration's pairs were read, in words."""
+    return f"{_READ_PHRASES.get(read, f'the {read} token')} (`{read}`)"
 
 
 def _yaml_str(value: str) -> str:
@@ -50,7 +57,8 @@ def calibration_lines(pack: Pack) -> list[str]:
         "",
         f"{c.problems['count']} problems ({c.problems['source']}, sha256 "
         f"`{c.problems['sha256'][:12]}…`); neutral text sha256 `{c.text_sha256[:12]}…`; "
-        f"s_i from {c.pairs['count']} pairs ({c.pairs['source']}). Cosine with the target's own "
+        f"s_i from {c.pairs['count']} pairs ({c.pairs['source']}), read at "
+        f"{read_phrase(c.pairs.get('read', 'last'))}. Cosine with the target's own "
         "CoT direction: " + ", ".join(f"block {b}: {v:+.3f}" for b, v in c.cosine_own.items()) + ".",
         "",
         "Sweep (neutral-text perplexity): " + "; ".join(
@@ -96,7 +104,7 @@ def render_card(pack: Pack) -> str:
         ("Target text decoder", f"{t.model_type}, hidden {t.hidden_size}, {t.num_layers} blocks"),
         ("Source LLM", f"`{s.model_id}`" + (f" @ `{s.revision}`" if s.revision else "")),
         ("Source text decoder", f"{s.model_type}, hidden {s.hidden_size}, {s.num_layers} blocks"),
-        ("Extraction", f"{m.extraction} at the {m.token} token"),
+        ("Extraction", f"{m.extraction} at {read_phrase(m.token)}"),
         ("Contrastive pairs", f"{m.pairs.count} from `{m.pairs.source}` (sha256 `{m.pairs.sha256[:12]}…`)"),
         ("Low-pass", "none" if m.lowpass_keep is None else f"{m.lowpass_keep} lowest frequency bins"),
         ("Resampling / layer map", f"{m.resample} / {m.layer_map}"),

@@ -13,6 +13,7 @@ from .errors import PackError
 
 __all__ = [
     "HOOK_SITE",
+    "READS",
     "SCALE_MEASURES",
     "SCHEMA_VERSION",
     "Defaults",
@@ -22,6 +23,7 @@ __all__ = [
     "Op",
     "PairsInfo",
     "Positions",
+    "Read",
     "Scale",
     "ScaleMeasure",
     "check_model_id",
@@ -38,6 +40,11 @@ Positions = Literal["first_and_generated", "all", "generated", "prompt_last",
                     "prompt_last_and_generated"]
 OPS: tuple[str, ...] = get_args(Op)
 POSITIONS: tuple[str, ...] = get_args(Positions)
+# Which states of a text the builder reads (docs/method.md, "Reading a pair"): "last", the last
+# real token; "response_mean", the mean over the assistant response's tokens; "response_first",
+# the first response token (the last two for response-style pairs only).
+Read = Literal["last", "response_mean", "response_first"]
+READS: tuple[str, ...] = get_args(Read)
 # What s_i, the per-block scale of a v2 pack, is (docs/method.md, "The scale s_i"):
 # - "cot_norm": the norm of the target's own CoT mean difference at block i (calibration pairs);
 # - "token_spread": the median distance of ordinary tokens (not the first) from their mean, on a
@@ -92,7 +99,7 @@ class Method:
     extraction: str
     pairs: PairsInfo
     lowpass_keep: int | None
-    token: str = "last"
+    token: str = "last"  # a Read for a built pack
     resample: str = "fourier"
     layer_map: str = "relative-depth"
     name: str = "l2v-cot"
@@ -215,7 +222,8 @@ def parse_metadata(data: Any) -> dict[str, Any]:
     method = Method(
         name=m.string("name", choices=("l2v-cot",)),
         extraction=m.string("extraction"),
-        token=m.string("token"),
+        # Provenance (an imported pack's is "unknown"), so any string; absent: "last".
+        token=m.string("token", optional=True) or "last",
         pairs=PairsInfo(source=p.string("source"), count=p.integer("count", 1, 1 << 62), sha256=sha),
         lowpass_keep=m.integer("lowpass_keep", 1, _MAX_DIM, optional=True),
         resample=m.string("resample"),

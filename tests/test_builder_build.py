@@ -11,7 +11,7 @@ from tiny_llm import byte_tokenizer, tiny_llama, tiny_qwen2_vl_config
 from l2v_hub import BuildError, Pack, TargetSpec, build_pack, spectral
 from l2v_hub.builder import default_keep, default_layers, extract
 from l2v_hub.builder.build import DEFAULT_STRENGTH
-from l2v_hub.builder.pairs import PairSet, builtin_pairs, tokenize_pairs
+from l2v_hub.builder.pairs import PairSet, builtin_pairs, read_spans, tokenize_pairs
 from l2v_hub.metadata import Scale
 
 PAIRS = PairSet("builtin-head", "response", builtin_pairs().pairs[:16])
@@ -71,6 +71,22 @@ def test_layer_map_blends_neighbouring_source_blocks(llm) -> None:
     torch.testing.assert_close(pack.directions[6], unit[3], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("read", ["response_mean", "response_first"])
+def test_the_read_reaches_the_directions_and_the_pack(llm, tmp_path: Path, read: str) -> None:
+    model, tok = llm
+    target = TargetSpec("org/same", hidden_size=32, num_layers=4, model_type="llama")
+    pack = build_pack(model, tok, target, PAIRS, source_id="org/tiny", keep=spectral.num_bins(32),
+                      read=read, progress=False)
+    tokens = tokenize_pairs(PAIRS, tok)
+    raw = extract(model, tokens, spans=read_spans(PAIRS, tok, tokens, read), progress=False).directions
+    torch.testing.assert_close(pack.directions, raw / raw.norm(dim=-1, keepdim=True), rtol=1e-4, atol=1e-5)
+    last = extract(model, tokens, progress=False).directions
+    assert not torch.allclose(pack.directions, last / last.norm(dim=-1, keepdim=True), atol=1e-2)
+    assert pack.method.token == read
+    loaded = Pack.from_pretrained(pack.save_pretrained(tmp_path / "p"))
+    assert loaded == pack and loaded.method.token == read
+
+
 def test_stats_hold_the_diagnostics(llm, tmp_path: Path) -> None:
     model, tok = llm
     target = tiny_qwen2_vl_config(tmp_path / "vlm", hidden=48, layers=6)
@@ -105,9 +121,12 @@ def test_bad_arguments_fail_before_any_work(llm) -> None:
         ({"keep": 18}, "keep must be an int in"),
         ({"layers": (6,)}, "layers must be block indices"),
         ({"strength": float("nan")}, "strength must be"),
+        ({"read": "mean"}, "read must be one of"),
+        ({"read": "response_mean", "pairs": "prompt-contrast"}, "needs response-style pairs"),
     ):
         with pytest.raises(BuildError, match=message):
-            build_pack(model, tok, target, PAIRS, source_id="org/tiny", progress=False, **kwargs)
+            build_pack(model, tok, target, kwargs.pop("pairs", PAIRS), source_id="org/tiny", progress=False,
+                       **kwargs)
     with pytest.raises(BuildError, match="does not record where it was loaded from"):
         build_pack(model, tok, target, PAIRS, progress=False)
     model.config._name_or_path = "/models/my-llm"

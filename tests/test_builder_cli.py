@@ -86,6 +86,30 @@ def test_build_usage_errors_are_exit_2(folders: dict[str, Path], tmp_path: Path)
     assert CliRunner().invoke(main, ["build", "--help"]).exit_code == 0
 
 
+def test_build_read_reaches_the_pack_inspect_and_the_card(folders: dict[str, Path], tmp_path: Path) -> None:
+    result = _build(folders, tmp_path / "p", "--read", "response_first", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["read"] == "response_first"
+    assert Pack.from_pretrained(tmp_path / "p").method.token == "response_first"
+    shown = "mean-diff at the first response token (`response_first`)"
+    assert shown in (tmp_path / "p" / "README.md").read_text()
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "p")])
+    assert result.exit_code == 0 and shown in result.output, result.output
+
+
+def test_a_bad_read_is_a_usage_error_before_the_llm_loads(
+    folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import l2v_hub.builder as builder
+
+    monkeypatch.setattr(builder, "load_llm", lambda *a, **k: pytest.fail("the LLM was loaded"))
+    result = _build(folders, tmp_path / "p", "--read", "mean")
+    assert result.exit_code == 2 and "'mean' is not one of 'last', 'response_mean'" in result.output
+    result = _build(folders, tmp_path / "p", "--read", "response_mean", "--pairs", "prompt-contrast")
+    assert result.exit_code == 2 and "prompt-contrast pairs have none" in result.output, result.output
+    assert not (tmp_path / "p").exists()
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--layers", "9", "has blocks 0..5"),  # the target has 6 blocks
     ("--keep", "999", "has 17 frequency bins"),  # the source is 32 wide

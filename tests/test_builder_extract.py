@@ -10,7 +10,13 @@ from tiny_llm import byte_tokenizer, tiny_llama
 
 from l2v_hub import BuildError
 from l2v_hub.builder.extract import _decoder_blocks, extract, make_batches
-from l2v_hub.builder.pairs import ContrastivePair, PairSet, builtin_pairs, tokenize_pairs
+from l2v_hub.builder.pairs import (
+    ContrastivePair,
+    PairSet,
+    builtin_pairs,
+    read_spans,
+    tokenize_pairs,
+)
 
 COT_END, DIRECT_END = "abcdefghij", "klmnopqrst"
 
@@ -78,7 +84,7 @@ def test_reading_the_last_padded_position_would_lose_the_direction(planted: torc
     def signed_mean(column: list[torch.Tensor]) -> torch.Tensor:
         return sum((b.sign[:, None].float() * emb[ids]).sum(0) for b, ids in zip(batches, column, strict=True))
 
-    at_last = signed_mean([b.input_ids[torch.arange(len(b.last)), b.last] for b in batches])
+    at_last = signed_mean([b.input_ids[torch.arange(len(b.start)), b.start] for b in batches])
     at_end = signed_mean([b.input_ids[:, -1] for b in batches])
     cos = torch.nn.functional.cosine_similarity
     assert float(cos(at_last, planted, dim=0)) >= 0.99
@@ -130,6 +136,63 @@ def test_mean_difference_matches_unbatched_hidden_states() -> None:
     # The last block's entry in hidden_states has the final norm applied; compare the others.
     expected = torch.stack(diffs).mean(0)
     torch.testing.assert_close(result.mean_difference[:3], expected[:3], rtol=1e-4, atol=1e-5)
+
+
+def _response_start(ids: list[int], tok, problem: str, chat: bool) -> int:
+    """Where the response begins, found without rendering a prompt: after the one <|assistant|>
+    token of the test template, or after the problem's bytes and the blank line."""
+    if chat:
+        return ids.index(tok.convert_tokens_to_ids("<|assistant|>")) + 1
+    return len(problem.encode()) + 2
+
+
+def _mixed_pairs(n: int = 9) -> PairSet:
+    # Answers from 2 to ~40 bytes, CoT and direct alike: batches mix lengths in both signs.
+    pairs = [ContrastivePair(p.problem, p.cot[: 2 + 7 * i], p.direct[: 2 + (5 * i) % 13])
+             for i, p in enumerate(builtin_pairs().pairs[:n])]
+    return PairSet("mixed", "response", tuple(pairs))
+
+
+@pytest.mark.parametrize("chat", [True, False], ids=["chat", "plain"])
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("read", ["response_mean", "response_first", "last"])
+def test_a_read_span_gives_what_the_hidden_states_give(read: str, side: str, chat: bool) -> None:
+    """Against output_hidden_states of each text alone: the float32 mean over the response tokens
+    (response_mean), the first response token (response_first) or the last token (last); in
+    batches of 4 rows of mixed lengths, padded on either side."""
+    model = tiny_llama(seed=8)
+    tok = byte_tokenizer(chat_template=chat)
+    pairs = _mixed_pairs()
+    tokens = tokenize_pairs(pairs, tok)
+    result = extract(model, tokens, spans=read_spans(pairs, tok, tokens, read), batch_size=4,
+                     padding_side=side, progress=False)
+    diffs = []
+    with torch.no_grad():
+        for pair, ids in zip(pairs.pairs, tokens, strict=True):
+            states = []
+            for text in ids:
+                start = _response_start(text, tok, pair.problem, chat)
+                span = {"response_mean": slice(start, len(text)), "response_first": slice(start, start + 1),
+                        "last": slice(len(text) - 1, len(text))}[read]
+                hidden = model(torch.tensor([text]), output_hidden_states=True).hidden_states
+                states.append(torch.stack([hidden[b + 1][0, span].float().mean(0) for b in range(3)]))
+            diffs.append(states[0] - states[1])
+    expected = torch.stack(diffs).mean(0)
+    torch.testing.assert_close(result.mean_difference[:3], expected, rtol=1e-4, atol=1e-5)
+    # The three reads are different readings (the test could fail).
+    if read != "last":
+        last = extract(model, tokens, batch_size=4, padding_side=side, progress=False)
+        assert not torch.allclose(last.mean_difference, result.mean_difference, atol=1e-3)
+
+
+def test_a_span_outside_its_text_is_refused() -> None:
+    model = tiny_llama()
+    with pytest.raises(BuildError, match=r"pair 0: span \[1, 3\) is not a non-empty range of its 2 tokens"):
+        extract(model, [([5, 6], [7])], spans=[((1, 3), (0, 1))], progress=False)
+    with pytest.raises(BuildError, match="pair 0: span"):
+        extract(model, [([5, 6], [7])], spans=[((0, 1), (1, 1))], progress=False)
+    with pytest.raises(BuildError, match=r"one \(CoT, direct\) span per pair: 2 for 1 pairs"):
+        extract(model, [([5, 6], [7])], spans=[((0, 1), (0, 1))] * 2, progress=False)
 
 
 def test_diagnostics_off_keeps_no_differences_and_same_direction(planted: torch.Tensor) -> None:

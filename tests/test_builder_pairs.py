@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tiny_llm import byte_tokenizer
+from tiny_llm import CHAT_TEMPLATE, byte_tokenizer
 
 from l2v_hub import BuildError
 from l2v_hub.builder.pairs import (
@@ -20,6 +20,7 @@ from l2v_hub.builder.pairs import (
     load_jsonl,
     load_pairs,
     prompt_contrast,
+    read_spans,
     render_pair,
     tokenize_pairs,
 )
@@ -122,3 +123,35 @@ def test_tokenize_adds_no_second_set_of_special_tokens() -> None:
     (cot, _), = tokenize_pairs(PairSet("x", "response", (ContrastivePair("Q", "C", "D"),)), tok)
     assert tok.decode(cot) == "<|user|>Q</s><|assistant|>C</s>"
     assert cot[-1] == tok.eos_token_id
+
+
+def test_response_spans_start_after_the_generation_prompt() -> None:
+    tok = byte_tokenizer(chat_template=True)
+    pairs = PairSet("x", "response", (ContrastivePair("Q", "Think. A.", "A."),))
+    tokens = tokenize_pairs(pairs, tok)
+    # <|user|> Q </s> <|assistant|> = 4 tokens; then the answer's bytes and </s>.
+    assert read_spans(pairs, tok, tokens, "response_mean") == [((4, 4 + 9 + 1), (4, 4 + 2 + 1))]
+    assert read_spans(pairs, tok, tokens, "response_first") == [((4, 5), (4, 5))]
+    assert read_spans(pairs, tok, tokens, "last") == [((13, 14), (6, 7))]
+    assert tok.convert_ids_to_tokens(tokens[0][0][4]) == "T"
+    plain = byte_tokenizer()
+    tokens = tokenize_pairs(pairs, plain)  # "Q\n\n" then the answer
+    assert read_spans(pairs, plain, tokens, "response_first") == [((3, 4), (3, 4))]
+
+
+def test_a_read_the_pairs_cannot_give_is_refused() -> None:
+    tok = byte_tokenizer(chat_template=True)
+    contrast = prompt_contrast(["Q"])
+    with pytest.raises(BuildError, match=r"'response_mean' needs response-style pairs.*'prompt-contrast' "
+                                         r"are instruction-style"):
+        read_spans(contrast, tok, tokenize_pairs(contrast, tok), "response_mean")
+    assert read_spans(contrast, tok, tokenize_pairs(contrast, tok), "last")  # the prompt's end
+    pairs = PairSet("x", "response", (ContrastivePair("Q", "C", "D"),))
+    with pytest.raises(BuildError, match="read must be one of 'last', 'response_mean', 'response_first'"):
+        read_spans(pairs, tok, tokenize_pairs(pairs, tok), "mean")
+    # A template whose generation prompt is not what the assistant turn starts with.
+    odd = byte_tokenizer(chat_template=True)
+    odd.chat_template = CHAT_TEMPLATE.replace("<|assistant|>{% endif %}", "<|assistant|>Sure{% endif %}")
+    with pytest.raises(BuildError, match=r"pairs 'x', pair 0 \(cot\): the prompt with the generation "
+                                         "prompt \\(8 tokens\\) is not a token prefix"):
+        read_spans(pairs, odd, tokenize_pairs(pairs, odd), "response_first")

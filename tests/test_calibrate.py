@@ -19,7 +19,7 @@ from tiny_llm import byte_tokenizer, tiny_llama
 import l2v_hub
 from l2v_hub import IncompatiblePackError, Pack
 from l2v_hub.builder.extract import extract
-from l2v_hub.builder.pairs import PairSet, builtin_pairs, tokenize_pairs
+from l2v_hub.builder.pairs import PairSet, builtin_pairs, read_spans, tokenize_pairs
 from l2v_hub.calibrate import calibrate, next_version
 from l2v_hub.card import calibration_lines
 from l2v_hub.measure import builtin_problems, neutral_text, perplexity
@@ -150,7 +150,8 @@ def test_the_record_names_the_model_the_data_and_the_control(setup) -> None:
                                                                   l2v_hub.__version__)
     assert c.problems == {"source": "given", "count": 3,
                           "sha256": problems_sha256(builtin_problems("calibration", 3))}
-    assert c.pairs == {"source": "builtin[:3]", "count": 3, "sha256": three_pairs().sha256()}
+    assert c.pairs == {"source": "builtin[:3]", "count": 3, "sha256": three_pairs().sha256(),
+                       "read": "last"}
     assert c.control_seed == 0
     for row in (c.baseline, c.pack, c.control):
         assert row.perplexity > 1 and 0 <= row.accuracy <= 1 and 0 <= row.step_by_step <= 1
@@ -164,6 +165,33 @@ def test_a_chat_template_tokenizer_calibrates_too() -> None:
     calibrated = run_calibrate(model, tok, version="2.0.0", seed=7)
     assert calibrated.version == "2.0.0" and calibrated.calibration.control_seed == 7
     assert calibrated.validate().calibration.positions == calibrated.hook.positions
+
+
+def test_the_own_direction_is_read_as_the_pack_was_or_as_asked(tmp_path: Path) -> None:
+    """s_i is the norm of the target's own direction read as the pack's directions were read
+    (method.token), or as ``read`` says; the record, the card and inspect say which."""
+    model, tok = sensitive_llama(), byte_tokenizer(chat_template=True)
+    pairs, pack = three_pairs(), pack_to_calibrate()
+    tokens = tokenize_pairs(pairs, tok)
+
+    def own_norms(read: str) -> torch.Tensor:
+        return extract(model, tokens, spans=read_spans(pairs, tok, tokens, read), batch_size=8,
+                       pad_token_id=tok.pad_token_id, padding_side="left", keep_differences=False,
+                       progress=False).mean_difference.float().norm(dim=-1)
+
+    built = replace(pack, method=replace(pack.method, token="response_mean"))
+    quick = dict(grid=(0.25, 0.5), positions=("generated",), max_new_tokens=2)
+    for calibrated, read in ((run_calibrate(model, tok, built, **quick), "response_mean"),
+                             (run_calibrate(model, tok, built, read="response_first", **quick),
+                              "response_first")):
+        assert calibrated.calibration.pairs["read"] == read
+        torch.testing.assert_close(torch.tensor(calibrated.scale.values), own_norms(read),
+                                   rtol=1e-5, atol=0)
+        assert not torch.allclose(torch.tensor(calibrated.scale.values), own_norms("last"), rtol=1e-2)
+        loaded = Pack.from_pretrained(calibrated.save_pretrained(tmp_path / read))
+        assert loaded.calibration == calibrated.calibration
+    shown = "read at the first response token (`response_first`)"
+    assert any(shown in line for line in calibration_lines(calibrated))
 
 
 def test_a_v1_pack_comes_out_as_v2() -> None:
@@ -181,6 +209,7 @@ def test_a_v1_pack_comes_out_as_v2() -> None:
     ({"grid": (0.5, 0.25)}, "ascending"),
     ({"grid": (0.0, 1.0)}, "positive"),
     ({"grid": (1.0, 16.0)}, "at most 10"),  # patch() refuses it; refused before any work
+    ({"read": "mean"}, "read must be one of 'last', 'response_mean', 'response_first'"),
 ])
 def test_bad_arguments_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

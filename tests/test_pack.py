@@ -361,3 +361,16 @@ def test_a_hostile_key_is_escaped_in_the_one_line_error(pack: Pack, tmp_path: Pa
     with pytest.raises(PackError) as info:
         Pack.from_pretrained(folder)
     assert "\n" not in str(info.value) and "files.a\\nb" in str(info.value)
+
+
+def test_a_pack_json_without_method_token_reads_as_last(pack: Pack, tmp_path: Path) -> None:
+    """Older packs may lack method.token: it was always the last token then."""
+    read = replace(pack, method=replace(pack.method, token="response_mean"))
+    folder = saved(read, tmp_path)
+    assert json.loads((folder / "pack.json").read_text())["method"]["token"] == "response_mean"
+    assert Pack.from_pretrained(folder).method.token == "response_mean"
+    edit_json(folder, lambda m: m["method"].pop("token"))
+    assert Pack.from_pretrained(folder).method.token == "last"
+    edit_json(folder, lambda m: m["method"].update(token=3))
+    with pytest.raises(PackError, match=r"'method\.token' must be a non-empty string"):
+        Pack.from_pretrained(folder)

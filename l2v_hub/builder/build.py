@@ -17,11 +17,11 @@ import torch
 
 from .. import spectral
 from ..errors import BuildError
-from ..metadata import Defaults, Hook, Method, ModelRef, Scale
+from ..metadata import Defaults, Hook, Method, ModelRef, Read, Scale
 from ..pack import Pack
 from .extract import ExtractionMethod, extract
 from .generate import generate_pairs
-from .pairs import PairSet, load_pairs, tokenize_pairs
+from .pairs import PairSet, check_read, load_pairs, read_spans, tokenize_pairs
 from .target import TargetSpec, model_ref_from_config, read_target, resolve_model_id
 
 __all__ = [
@@ -135,6 +135,7 @@ def build_pack(
     generate: bool = False,
     diagnostics: bool = True,
     padding_side: str | None = None,
+    read: Read = "last",
 ) -> Pack:
     """Extract the CoT direction of every block of ``model`` and encode it into a pack for ``target``.
 
@@ -144,12 +145,16 @@ def build_pack(
     source spectrum (default :func:`default_keep`). ``source_id`` / ``target_id``: the Hub ids to
     record when the models were loaded from local paths. ``diagnostics=False`` keeps no per-pair
     differences (mean-diff only), leaving dispersion and separation out of the stats.
+    ``read``: which states of each text are read (:data:`l2v_hub.metadata.READS`; recorded as
+    ``method.token``): ``last`` (its last token), ``response_mean`` (the mean over the assistant
+    response's tokens) or ``response_first`` (its first response token), the last two for
+    response-style pairs only (``builder.pairs.read_spans``; ``BuildError`` otherwise).
     """
     return build_packs(
         model, tokenizer, [target], pairs, extraction=extraction, keep=keep, batch_size=batch_size,
         progress=progress, source_id=source_id, target_ids=[target_id], names=[name], version=version,
         strength=strength, layers=layers, generate=generate, diagnostics=diagnostics,
-        padding_side=padding_side,
+        padding_side=padding_side, read=read,
     )[0]
 
 
@@ -172,6 +177,7 @@ def build_packs(
     generate: bool = False,
     diagnostics: bool = True,
     padding_side: str | None = None,
+    read: Read = "last",
 ) -> list[Pack]:
     """One pack per target from ONE extraction: the source is read once, then encoded per target.
 
@@ -194,12 +200,15 @@ def build_packs(
     if not (isinstance(strength, int | float) and math.isfinite(strength) and strength >= 0):
         raise BuildError(f"strength must be a finite number >= 0, got {strength!r}")
     pair_set = load_pairs(pairs)
+    check_read(read)  # before any generation: a typo fails at once
     if generate:
         pair_set = generate_pairs(model, tokenizer, pair_set, batch_size=batch_size, progress=progress)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    tokens = tokenize_pairs(pair_set, tokenizer)
     result = extract(
         model,
-        tokenize_pairs(pair_set, tokenizer),
+        tokens,
+        spans=read_spans(pair_set, tokenizer, tokens, read),
         method=extraction,
         batch_size=batch_size,
         pad_token_id=pad or 0,
@@ -215,7 +224,7 @@ def build_packs(
             version=version,
             source=source_ref,
             target=target_ref,
-            method=Method(extraction=extraction, pairs=pair_set.info(), lowpass_keep=t_keep),
+            method=Method(extraction=extraction, pairs=pair_set.info(), lowpass_keep=t_keep, token=read),
             directions=_encode(result.directions, target_ref, t_keep),
             defaults=Defaults(strength=float(strength), layers=t_layers),
             hook=Hook(op="norm_preserving_add", positions="generated"),

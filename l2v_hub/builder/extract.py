@@ -1,10 +1,12 @@
-"""Contrastive extraction: every decoder block's output at the last real token, one forward pass
-per batch, and the per-block CoT direction with its diagnostics.
+"""Contrastive extraction: every decoder block's output read over a span of each text (its last
+real token by default), one forward pass per batch, and the per-block CoT direction with its
+diagnostics.
 
-Forward hooks on the source LLM's decoder blocks gather the ``[rows, hidden]`` slice at each row's
-last real token while the pass runs, so no other token's state outlives its block. Texts are sorted
-by length before batching (less padding); a float32 running sum of ``+state`` (CoT) and
-``-state`` (direct) gives the mean difference without pairing rows up.
+Forward hooks on the source LLM's decoder blocks reduce each row's span ``[start, stop)`` to one
+``[hidden]`` state while the pass runs (the token itself for a one-token span, else the float32
+mean over the span), so no other token's state outlives its block. Texts are sorted by length
+before batching (less padding); a float32 running sum of ``+state`` (CoT) and ``-state``
+(direct) gives the mean difference without pairing rows up.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import BuildError
+from .pairs import Span
 
 __all__ = [
     "Batch", "Extraction", "ExtractionMethod", "extract", "input_device", "make_batches", "run_forward",
@@ -34,12 +37,14 @@ _BLOCK_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decod
 
 @dataclass(frozen=True)
 class Batch:
-    """One padded batch: rows are texts; ``pair[i]`` and ``sign[i]`` (+1 CoT, -1 direct) say whose."""
+    """One padded batch: rows are texts; ``pair[i]`` and ``sign[i]`` (+1 CoT, -1 direct) say whose;
+    ``start[i]`` and ``stop[i]`` the padded columns ``[start, stop)`` read from row i."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
-    last: torch.Tensor
+    start: torch.Tensor
+    stop: torch.Tensor
     pair: torch.Tensor
     sign: torch.Tensor
 
@@ -86,13 +91,28 @@ def make_batches(
     *,
     pad_token_id: int = 0,
     padding_side: PaddingSide = "right",
+    spans: Sequence[tuple[Span, Span]] | None = None,
 ) -> list[Batch]:
-    """All 2N texts sorted by length (longest first) and padded into batches of ``batch_size``."""
+    """All 2N texts sorted by length (longest first) and padded into batches of ``batch_size``.
+
+    ``spans``: per pair, the ``[start, stop)`` token indices of its (CoT, direct) texts to read
+    (``builder.pairs.read_spans``); default: each text's last token."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise BuildError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if padding_side not in ("left", "right"):
         raise BuildError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    rows = [(ids, i, sign) for i, pair in enumerate(token_pairs) for ids, sign in zip(pair, (1, -1), strict=True)]
+    if spans is None:
+        spans = [((len(cot) - 1, len(cot)), (len(direct) - 1, len(direct))) for cot, direct in token_pairs]
+    if len(spans) != len(token_pairs):
+        raise BuildError(f"spans must give one (CoT, direct) span per pair: {len(spans)} for "
+                         f"{len(token_pairs)} pairs")
+    rows = []
+    for i, (pair, pair_spans) in enumerate(zip(token_pairs, spans, strict=True)):
+        for ids, sign, (a, b) in zip(pair, (1, -1), pair_spans, strict=True):
+            if not 0 <= a < b <= len(ids):
+                raise BuildError(f"pair {i}: span [{a}, {b}) is not a non-empty range of its "
+                                 f"{len(ids)} tokens")
+            rows.append((ids, i, sign, a, b))
     rows.sort(key=lambda row: -len(row[0]))
     batches = []
     for start in range(0, len(rows), batch_size):
@@ -100,15 +120,16 @@ def make_batches(
         width = len(chunk[0][0])
         ids = torch.full((len(chunk), width), pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for r, (tokens, _, _) in enumerate(chunk):
-            span = slice(width - len(tokens), width) if padding_side == "left" else slice(0, len(tokens))
-            ids[r, span] = torch.tensor(tokens, dtype=torch.long)
-            mask[r, span] = 1
+        offsets = [width - len(c[0]) if padding_side == "left" else 0 for c in chunk]
+        for r, (tokens, *_) in enumerate(chunk):
+            ids[r, offsets[r] : offsets[r] + len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            mask[r, offsets[r] : offsets[r] + len(tokens)] = 1
         # Positions count real tokens only, so a left-padded row sees the positions it would
         # see unpadded (absolute-position models such as GPT2 depend on it).
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        last = torch.where(mask.bool(), torch.arange(width), -1).amax(-1)
-        batches.append(Batch(ids, mask, positions, last,
+        start = torch.tensor([o + c[3] for o, c in zip(offsets, chunk, strict=True)])
+        stop = torch.tensor([o + c[4] for o, c in zip(offsets, chunk, strict=True)])
+        batches.append(Batch(ids, mask, positions, start, stop,
                              torch.tensor([c[1] for c in chunk]), torch.tensor([c[2] for c in chunk])))
     return batches
 
@@ -147,11 +168,21 @@ def run_forward(model: torch.nn.Module, batch: Batch, device: torch.device | Non
     )
 
 
-def _capture(store: list[torch.Tensor | None], index: int, rows: list[torch.Tensor]) -> Callable:
+def _capture(store: list[torch.Tensor | None], index: int, read: list[Any]) -> Callable:
+    """A hook storing ``[rows, hidden]`` float32: each row's state over its span, from ``read``
+    = ``[start, spans]`` of the batch in progress (``spans``: ``(start, stop)`` ints per row, or
+    None when every span is one token, read with one gather at ``start``)."""
+
     def hook(_module: torch.nn.Module, _args: Any, output: Any) -> None:
         # transformers 5.x blocks return a Tensor, 4.x blocks a tuple whose first item is it.
         hidden = output[0] if isinstance(output, tuple) else output
-        store[index] = hidden[rows[0].to(hidden.device), rows[1].to(hidden.device)].float()
+        start, spans = read
+        if spans is None:
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
+            store[index] = hidden[rows, start.to(hidden.device)].float()
+        else:  # one row at a time: only a span's own tokens are ever held in float32
+            store[index] = torch.stack([hidden[r, a:b].float().mean(0)
+                                        for r, (a, b) in enumerate(spans)])
 
     return hook
 
@@ -191,8 +222,11 @@ def extract(
     keep_differences: bool = True,
     probe_block: int | None = None,
     progress: bool = True,
+    spans: Sequence[tuple[Span, Span]] | None = None,
 ) -> Extraction:
-    """Read every decoder block's output at the last real token of each CoT and direct text.
+    """Read every decoder block's output at the last real token of each CoT and direct text, or
+    over ``spans``: per pair, the ``[start, stop)`` token indices of its (CoT, direct) texts
+    (``builder.pairs.read_spans``), a longer span read as the float32 mean of its tokens' states.
 
     ``keep_differences`` keeps the per-pair differences (N x blocks x hidden float32 on the CPU)
     for the dispersion and separation diagnostics; ``pca`` always needs them. ``probe_block``
@@ -207,7 +241,8 @@ def extract(
     hidden = int(model.config.get_text_config().hidden_size)
     if probe_block is not None and not 0 <= probe_block < count:
         raise BuildError(f"probe_block must be in [0, {count - 1}], got {probe_block}")
-    batches = make_batches(token_pairs, batch_size, pad_token_id=pad_token_id, padding_side=padding_side)
+    batches = make_batches(token_pairs, batch_size, pad_token_id=pad_token_id, padding_side=padding_side,
+                           spans=spans)
     device = input_device(model)
     signed_sum = torch.zeros(count, hidden, dtype=torch.float32, device=device)
     norm_sum = torch.zeros(count, dtype=torch.float64, device=device)
@@ -215,13 +250,15 @@ def extract(
     diffs = torch.zeros(n, count, hidden) if keep else None
     probe = torch.zeros(2, n, hidden) if probe_block is not None else None
     store: list[torch.Tensor | None] = [None] * count
-    rows: list[torch.Tensor] = [torch.empty(0), torch.empty(0)]
-    handles = [b.register_forward_hook(_capture(store, i, rows)) for i, b in enumerate(blocks)]
+    read: list[Any] = [None, None]
+    handles = [b.register_forward_hook(_capture(store, i, read)) for i, b in enumerate(blocks)]
     was_training = model.training
     model.eval()
     try:
         for batch in tqdm(batches, desc="extracting", unit="batch", disable=not progress):
-            rows[0], rows[1] = torch.arange(len(batch.last)), batch.last
+            single = bool((batch.stop - batch.start == 1).all())
+            read[:] = [batch.start, None if single else
+                       list(zip(batch.start.tolist(), batch.stop.tolist(), strict=True))]
             run_forward(model, batch, device)
             if any(s is None for s in store):
                 raise BuildError("a decoder block did not run during the forward pass")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import BuildError
-from ..metadata import PairsInfo
+from ..metadata import READS, PairsInfo, Read
 from .builtin_pairs import builtin_problems
 
 __all__ = [
@@ -25,14 +25,17 @@ __all__ = [
     "PairSet",
     "PairStyle",
     "builtin_pairs",
+    "check_read",
     "load_jsonl",
     "load_pairs",
     "prompt_contrast",
+    "read_spans",
     "render_pair",
     "tokenize_pairs",
 ]
 
 PairStyle = Literal["response", "instruction"]
+Span = tuple[int, int]  # [start, stop) token indices of one text
 COT_INSTRUCTION = "Let's think step by step."
 DIRECT_INSTRUCTION = "Answer the question directly."
 _CANONICAL_FORMAT = "l2v-hub-pairs/1"
@@ -147,6 +150,15 @@ def _has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
+def _render(messages: list[dict[str, str]], tokenizer: Any, generation_prompt: bool) -> str:
+    """``messages`` as the model reads them: chat-templated when the tokenizer has a template,
+    else their contents joined by a blank line (and one after, for a generation prompt)."""
+    if _has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template(messages, tokenize=False,
+                                             add_generation_prompt=generation_prompt)
+    return "\n\n".join(m["content"] for m in messages) + ("\n\n" if generation_prompt else "")
+
+
 def render_pair(pair: ContrastivePair, style: PairStyle, tokenizer: Any) -> tuple[str, str]:
     """The (CoT, direct) texts the model reads, chat-templated when the tokenizer has a template.
 
@@ -157,34 +169,71 @@ def render_pair(pair: ContrastivePair, style: PairStyle, tokenizer: Any) -> tupl
     texts = []
     for form in (pair.cot, pair.direct):
         if style == "instruction":
-            messages = [{"role": "user", "content": f"{pair.problem}\n\n{form}"}]
+            texts.append(_render([{"role": "user", "content": f"{pair.problem}\n\n{form}"}],
+                                 tokenizer, True))
         else:
             messages = [{"role": "user", "content": pair.problem},
                         {"role": "assistant", "content": form}]
-        if _has_chat_template(tokenizer):
-            text = tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=style == "instruction"
-            )
-            texts.append(text.rstrip() if style == "response" else text)
-        else:
-            texts.append("\n\n".join(m["content"] for m in messages) + (
-                "\n\n" if style == "instruction" else ""))
+            text = _render(messages, tokenizer, False)
+            texts.append(text.rstrip() if _has_chat_template(tokenizer) else text)
     return texts[0], texts[1]
 
 
-def tokenize_pairs(pair_set: PairSet, tokenizer: Any) -> list[tuple[list[int], list[int]]]:
-    """Token ids of every pair's (CoT, direct) texts, unpadded.
+def _token_ids(text: str, tokenizer: Any) -> list[int]:
+    # A chat template writes its own special tokens, so they are not added a second time.
+    return list(tokenizer(text, add_special_tokens=not _has_chat_template(tokenizer))["input_ids"])
 
-    A chat template writes its own special tokens, so they are not added a second time.
-    """
-    special = not _has_chat_template(tokenizer)
+
+def tokenize_pairs(pair_set: PairSet, tokenizer: Any) -> list[tuple[list[int], list[int]]]:
+    """Token ids of every pair's (CoT, direct) texts, unpadded."""
     out: list[tuple[list[int], list[int]]] = []
     for index, pair in enumerate(pair_set.pairs):
-        cot, direct = render_pair(pair, pair_set.style, tokenizer)
-        ids: Sequence[list[int]] = [
-            list(tokenizer(text, add_special_tokens=special)["input_ids"]) for text in (cot, direct)
-        ]
+        ids: Sequence[list[int]] = [_token_ids(t, tokenizer)
+                                    for t in render_pair(pair, pair_set.style, tokenizer)]
         if not ids[0] or not ids[1]:
             raise BuildError(f"pairs '{pair_set.source}': pair {index} tokenizes to an empty input")
         out.append((ids[0], ids[1]))
+    return out
+
+
+def check_read(read: str) -> str:
+    """``read`` if it is one of ``READS``, else ``BuildError``."""
+    if read not in READS:
+        raise BuildError(f"read must be one of {', '.join(map(repr, READS))}, got {read!r}")
+    return read
+
+
+def read_spans(pair_set: PairSet, tokenizer: Any, token_pairs: Sequence[tuple[list[int], list[int]]],
+               read: Read = "last") -> list[tuple[Span, Span]]:
+    """Which tokens of each pair's (CoT, direct) texts ``extract`` reads, as ``[start, stop)``
+    indices into ``token_pairs`` (what :func:`tokenize_pairs` gave for ``pair_set``).
+
+    ``last``: the last token. ``response_mean`` / ``response_first``: the assistant response
+    (response-style pairs only), every token after the prompt rendered with the generation prompt
+    (its end-of-turn marker included), averaged or its first. Raises ``BuildError`` for an unknown
+    ``read``, instruction-style pairs, or a pair whose prompt is not a token prefix of its text
+    (the template or tokenizer merges across the prompt's end) or which has no response token.
+    """
+    check_read(read)
+    if read == "last":
+        return [((len(cot) - 1, len(cot)), (len(direct) - 1, len(direct)))
+                for cot, direct in token_pairs]
+    if pair_set.style != "response":
+        raise BuildError(f"read {read!r} needs response-style pairs (an assistant answer to "
+                         f"read); pairs '{pair_set.source}' are {pair_set.style}-style: use 'last'")
+    out = []
+    for index, (pair, ids) in enumerate(zip(pair_set.pairs, token_pairs, strict=True)):
+        prompt = _token_ids(_render([{"role": "user", "content": pair.problem}], tokenizer, True),
+                            tokenizer)
+        spans = []
+        for form, tokens in zip(("cot", "direct"), ids, strict=True):
+            where = f"pairs '{pair_set.source}', pair {index} ({form})"
+            if tokens[: len(prompt)] != prompt:
+                raise BuildError(f"{where}: the prompt with the generation prompt ({len(prompt)} "
+                                 "tokens) is not a token prefix of the full text, so the response "
+                                 "cannot be located; use read 'last'")
+            if len(tokens) <= len(prompt):
+                raise BuildError(f"{where}: no response token after the {len(prompt)}-token prompt")
+            spans.append((len(prompt), len(tokens) if read == "response_mean" else len(prompt) + 1))
+        out.append((spans[0], spans[1]))
     return out

@@ -9,7 +9,9 @@ from typing import Any
 
 import click
 
+from ..card import read_phrase
 from ..errors import BuildError
+from ..metadata import READS
 from .calibrate_cmd import calibration_options, run_calibration, summary
 from .common import block_list, model_id_arg, version_arg
 
@@ -63,6 +65,7 @@ def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
         "target_hidden_size": pack.target.hidden_size,
         "target_num_layers": pack.target.num_layers,
         "extraction": pack.method.extraction,
+        "read": pack.method.token,
         "pairs": {"source": pack.method.pairs.source, "count": pack.method.pairs.count},
         "lowpass_keep": pack.method.lowpass_keep,
         "defaults": {"strength": pack.defaults.strength, "layers": list(pack.defaults.layers)},
@@ -81,6 +84,8 @@ def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Pack folder to write.")
 @click.option("--pairs", default="builtin", show_default=True, callback=_pairs, help="builtin, prompt-contrast, or a FILE.jsonl of {problem, cot, direct}.")
 @click.option("--generate", is_flag=True, help="Let the LLM write both answers to each problem.")
+@click.option("--read", type=click.Choice(READS), default="last", show_default=True,
+              help="Which states of each text are read: last (its last token), response_mean (the mean over the assistant response's tokens) or response_first (the first response token); the last two need response-style pairs (not prompt-contrast, unless --generate). --calibrate reads its pairs the same way.")
 @click.option("--extraction", type=click.Choice(["mean-diff", "pca"]), default="mean-diff", show_default=True)
 @click.option("--keep", type=click.IntRange(min=1), help="Low-pass bins of the source spectrum [default: 11.2% of them].")
 @click.option("--layers", callback=block_list(0), help="Default target blocks, e.g. 12,13,14 [default: the 3 middle blocks].")
@@ -106,6 +111,10 @@ def build(**options: Any) -> None:
     out: Path = options["out"]
     if out.exists() and any(out.iterdir()) and not options["overwrite"]:
         raise BuildError(f"--out '{out}' exists and is not empty; pass --overwrite to replace it")
+    if options["read"] != "last" and options["pairs"] == "prompt-contrast" and not options["generate"]:
+        raise click.BadParameter(f"{options['read']} reads an assistant response; prompt-contrast pairs "
+                                 "have none (they are read at the last prompt token): use last, or --generate",
+                                 param_hint="'--read'")
     start = time.perf_counter()
     if options["quiet"]:
         from transformers.utils import logging as hf_logging
@@ -132,7 +141,7 @@ def build(**options: Any) -> None:
         extraction=options["extraction"], keep=options["keep"], batch_size=options["batch_size"],
         progress=not options["quiet"], source_id=source_id,
         name=options["name"], version=options["version"], strength=options["strength"],
-        layers=options["layers"], generate=options["generate"],
+        layers=options["layers"], generate=options["generate"], read=options["read"],
     )
     if options["calibrate_"]:
         from ..builder import load_model
@@ -155,7 +164,8 @@ def build(**options: Any) -> None:
         f"wrote {pack.name} v{pack.version} to {out} in {report['seconds']:.1f} s\n"
         f"  {pack.source.model_id} ({pack.source.hidden_size}-d, {pack.source.num_layers} blocks) -> "
         f"{pack.target.model_id} ({pack.target.hidden_size}-d, {pack.target.num_layers} blocks)\n"
-        f"  {pack.method.pairs.count} pairs from {pack.method.pairs.source}, {pack.method.extraction}, "
+        f"  {pack.method.pairs.count} pairs from {pack.method.pairs.source}, {pack.method.extraction} "
+        f"at {read_phrase(pack.method.token)}, "
         f"low-pass {pack.method.lowpass_keep} bins\n"
         f"  defaults: strength {pack.defaults.strength:g} on blocks {list(pack.defaults.layers)}; "
         f"separation at the source blocks they read: {separation or 'n/a'}"

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import L2VHubError
+from ..metadata import READS
 from .common import model_id_arg, pack_arg, version_arg
 
 __all__ = ["calibrate", "calibration_options", "run_calibration"]
@@ -56,7 +57,7 @@ def run_calibration(pack: Any, model: Any, tokenizer: Any, options: dict[str, An
                grid=options["grid"],
                problems=None if options["problem_count"] == 20 else builtin_problems("calibration", options["problem_count"]),
                problems_source=f"builtin-calibration[:{options['problem_count']}]",
-               max_new_tokens=options["max_new_tokens"], seed=options["seed"], version=version,
+               read=options.get("read"), max_new_tokens=options["max_new_tokens"], seed=options["seed"], version=version,
                model_id=model_id, progress=not options.get("quiet", False))
 
 
@@ -78,6 +79,7 @@ def summary(pack: Any) -> dict[str, Any]:
 @click.option("--gguf-file", help="GGUF file name inside --model.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the calibrated version.")
 @click.option("--version", "version", callback=version_arg, help="Version of the calibrated pack [default: the next minor version].")
+@click.option("--read", type=click.Choice(READS), help="How the calibration pairs are read for s_i and the own direction (see l2v-hub build --read) [default: as the pack's directions were read, else last].")
 @calibration_options
 @click.option("--device", help="Device for the model, e.g. cpu, cuda.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Model dtype.")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..card import calibration_lines
+from ..card import calibration_lines, read_phrase
 from ..pack import METADATA_FILE, Pack, _is_repo_id
 
 __all__ = ["inspect"]
@@ -32,7 +32,7 @@ def _summary(pack: Pack) -> str:
         f"{pack.name} v{pack.version} (created {pack.created}, l2v-hub {pack.l2v_hub_version})\n"
         f"  target:    {t.model_id} [{t.model_type}] hidden {t.hidden_size}, {t.num_layers} blocks\n"
         f"  source:    {s.model_id} [{s.model_type}] hidden {s.hidden_size}, {s.num_layers} blocks\n"
-        f"  method:    {m.name}, {m.extraction} at the {m.token} token, low-pass {keep}, "
+        f"  method:    {m.name}, {m.extraction} at {read_phrase(m.token)}, low-pass {keep}, "
         f"{m.resample} resampling, {m.layer_map} layer map\n"
         f"  pairs:     {m.pairs.count} from {m.pairs.source} (sha256 {m.pairs.sha256[:12]})\n"
         f"  hook:      {h.op} on {h.site}, positions {h.positions}\n"
