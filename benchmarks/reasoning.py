@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import json
 import math
 import os
@@ -234,7 +235,8 @@ def run_row(runner: Runner, key: str, spec: dict[str, Any], pack: Pack | None,
     row = {"key": key, **spec, "strength": strength, "positions": positions,
            "neutral_ppl": round(neutral, 4), "seconds": round(time.time() - t, 1),
            "n": len(answers), "answers": answers}
-    with _rows_path().open("a") as f:
+    with _rows_path().open("a") as f:  # several sweeps may append at once: one line, locked
+        fcntl.flock(f, fcntl.LOCK_EX)
         f.write(json.dumps(row) + "\n")
     share = sum(a["reasons"] for a in answers) / len(answers)
     print(f"{key}: reasons {share:.2f}, neutral ppl {neutral:.3f}, {row['seconds']} s", flush=True)
@@ -316,6 +318,7 @@ def main() -> None:
         s.add_argument("--reference", action="store_true")
     r = sub.add_parser("report")
     r.add_argument("--json", default="docs/efficacy/reasoning.json")
+    r.add_argument("--doc", default="docs/reasoning.md")
     args = parser.parse_args()
     torch.set_num_threads(2)
     {"directions": directions, "sweep": sweep, "check": check, "report": report}[args.stage](args)
@@ -385,34 +388,51 @@ def report(args: argparse.Namespace) -> None:
     check_file = WORK / "check.json"
     out["check"] = json.loads(check_file.read_text()) if check_file.is_file() else None
     Path(args.json).write_text(json.dumps(out, indent=1))
-    print(markdown(table, summaries, rows))
-    plot(table)
+    blocks = {"own": markdown([t for t in table if t["source"] == "0.5b"]),
+              "transfer": markdown([t for t in table if t["source"] != "0.5b"]),
+              "baselines": baselines(summaries, rows)}
+    doc = Path(args.doc)
+    text = doc.read_text(encoding="utf-8")
+    for name, block in blocks.items():
+        begin, end = f"<!-- reasoning:{name} -->", f"<!-- /reasoning:{name} -->"
+        head, rest = text.split(begin)
+        text = f"{head}{begin}\n{block}\n{end}{rest.split(end, 1)[1]}"
+    doc.write_text(text, encoding="utf-8")
+    print("\n\n".join(blocks.values()))
+    plot([t for t in table if t["source"] == "0.5b"])
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def markdown(table: list[dict[str, Any]], summaries: dict[str, Any], rows: dict[str, Any]) -> str:
-    lines = ["| source | recipe | keep | positions | λ | n | opens reasoning & readable: pack / "
-             "control | p (vs control) | power (10 pts) | readable pack / control | median answer "
-             "ppl pack / control | non-ASCII pack | neutral ppl pack / control |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def baselines(summaries: dict[str, Any], rows: dict[str, Any]) -> str:
+    lines = ["| row | prompt | n | opens reasoning | readable | both | median answer ppl | "
+             "neutral ppl |", "|---|---|---|---|---|---|---|---|"]
+    for key in sorted(k for k in summaries if k.startswith(("unpatched", "reference"))):
+        s, r = summaries[key], rows[key]
+        lines.append(f"| {key.split('/')[0]} | {r['regime']} | {r['n']} | {s['reasons']:.2f} | "
+                     f"{s['readable']:.2f} | {s['reasons_readable']:.2f} | "
+                     f"{_fmt(s['median_ppl'], 1)} | {r['neutral_ppl']:.2f} |")
+    return "\n".join(lines)
+
+
+def markdown(table: list[dict[str, Any]]) -> str:
+    lines = ["| source | recipe | keep | positions | λ | n | opens reasoning: pack / control | "
+             "and readable: pack / control | p (vs control) | power (10 pts) | readable pack / "
+             "control | median answer ppl pack / control | non-ASCII pack | neutral ppl pack / "
+             "control |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in sorted(table, key=lambda t: (t["source"], t["recipe"], t["keep"], t["positions"],
                                            t["strength"])):
         p, c = t["pack"], t["control"]
         lines.append(
             f"| {t['source']} | {t['recipe']} | {t['keep']} | {t['positions']} | {t['strength']:g} "
-            f"| {t['n']} | {_fmt(p['reasons_readable'])} / {_fmt(c['reasons_readable'])} "
+            f"| {t['n']} | {_fmt(p['reasons'])} / {_fmt(c['reasons'])} "
+            f"| {_fmt(p['reasons_readable'])} / {_fmt(c['reasons_readable'])} "
             f"| {t['vs_control']['p']:.2g} | {t['vs_control']['power10']:.2f} "
             f"| {_fmt(p['readable'])} / {_fmt(c['readable'])} "
             f"| {_fmt(p['median_ppl'], 1)} / {_fmt(c['median_ppl'], 1)} | {_fmt(p['non_ascii'], 3)} "
             f"| {t['neutral_ppl'][0]:.2f} / {t['neutral_ppl'][1]:.2f} |")
-    for key in sorted(k for k in summaries if k.startswith(("unpatched", "reference"))):
-        s = summaries[key]
-        lines.append(f"\n{key} (n {rows[key]['n']}, neutral ppl {rows[key]['neutral_ppl']:.2f}): "
-                     f"opens reasoning {s['reasons']:.2f}, readable {s['readable']:.2f}, "
-                     f"both {s['reasons_readable']:.2f}, median answer ppl {_fmt(s['median_ppl'], 1)}")
     return "\n".join(lines)
 
 

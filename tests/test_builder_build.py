@@ -11,7 +11,13 @@ from tiny_llm import byte_tokenizer, tiny_llama, tiny_qwen2_vl_config
 from l2v_hub import BuildError, Pack, TargetSpec, build_pack, spectral
 from l2v_hub.builder import default_keep, default_layers, extract
 from l2v_hub.builder.build import DEFAULT_STRENGTH
-from l2v_hub.builder.pairs import PairSet, builtin_pairs, read_spans, tokenize_pairs
+from l2v_hub.builder.pairs import (
+    PairSet,
+    builtin_pairs,
+    prompt_contrast,
+    read_spans,
+    tokenize_pairs,
+)
 from l2v_hub.metadata import Scale
 
 PAIRS = PairSet("builtin-head", "response", builtin_pairs().pairs[:16])
@@ -32,6 +38,15 @@ def test_default_rules() -> None:
     assert default_layers(2) == (0, 1) and default_layers(1) == (0,)
 
 
+def test_the_default_pairs_are_the_prompt_contrast(llm) -> None:
+    # docs/reasoning.md: the prompt contrast at the last prompt token moved reasoning.
+    model, tok = llm
+    target = TargetSpec("org/vlm", hidden_size=32, num_layers=4, model_type="llama")
+    pack = build_pack(model, tok, target, source_id="org/tiny-llm", progress=False)
+    assert pack.method.pairs == prompt_contrast().info() and pack.method.token == "last"
+    assert pack.hook.positions == "prompt_last_and_generated"
+
+
 def test_build_for_a_target_of_another_size(llm, tmp_path: Path) -> None:
     model, tok = llm
     target = TargetSpec("org/vlm", hidden_size=48, num_layers=7, model_type="qwen2_vl")
@@ -40,7 +55,7 @@ def test_build_for_a_target_of_another_size(llm, tmp_path: Path) -> None:
     torch.testing.assert_close(pack.directions.norm(dim=-1), torch.ones(7))
     assert (pack.source.model_id, pack.source.hidden_size, pack.source.num_layers) == ("org/tiny-llm", 32, 4)
     assert pack.method.pairs == PAIRS.info() and pack.method.lowpass_keep == default_keep(32, 48)
-    assert (pack.hook.op, pack.hook.positions) == ("norm_preserving_add", "generated")
+    assert (pack.hook.op, pack.hook.positions) == ("norm_preserving_add", "prompt_last_and_generated")
     assert pack.defaults.layers == (2, 3, 4) and pack.defaults.strength == DEFAULT_STRENGTH
     # Built without the target's weights: v2, uncalibrated, s_i measured by the loader.
     assert pack.schema_version == 2 and pack.scale == Scale("token_spread", None)

@@ -10,7 +10,7 @@ Q = "A pizza costs 12 dollars. Tom buys 3 pizzas and pays with 50 dollars. What 
 @pytest.mark.parametrize("text", [
     "To solve this problem, we need to",
     "First, 3 pizzas cost 3 * 12",
-    "3 x 12 = 36 dollars for the pizzas",  # a new number, but with its calculation
+    "First, 3 x 12 = 36 dollars for the pizzas",  # a new number, but with its calculation
     "Let's break it down: Tom buys 3 pizzas",
     "Tom pays 50 dollars for 3 pizzas, so",
     "To answer to C and C and C",  # reasoning-shaped, unreadable: readability is measured apart
@@ -32,6 +32,7 @@ def test_reasoning_openings(text: str) -> None:
     "The change should be 14 dollars.",
     "Tom gets 14 dollars back. First, 3 pizzas",  # a new number before the first clause ends
     "His change = 14",
+    "11 - 34 = 7",  # a bare equation in place of the number asked for
 ])
 def test_answer_openings(text: str) -> None:
     assert not opens_reasoning(text, Q)

@@ -25,6 +25,8 @@ from .pairs import PairSet, check_read, load_pairs, read_spans, tokenize_pairs
 from .target import TargetSpec, model_ref_from_config, read_target, resolve_model_id
 
 __all__ = [
+    "DEFAULT_PAIRS",
+    "DEFAULT_POSITIONS",
     "DEFAULT_STRENGTH",
     "KEEP_FRACTION",
     "build_pack",
@@ -43,6 +45,11 @@ DEFAULT_STRENGTH = 0.03
 # s_i of a pack built without the target's weights: measured by the loader at patch time.
 UNCALIBRATED_SCALE = "token_spread"
 _BAND = 3
+# Issue 18 (docs/reasoning.md): the prompt contrast read at the last prompt token, steered there
+# and at every generated token, is what moved the 0.5B's reasoning against its random control;
+# the worked-vs-bare-answer contrast and the `generated` policy moved it less or not at all.
+DEFAULT_PAIRS = "prompt-contrast"
+DEFAULT_POSITIONS = "prompt_last_and_generated"
 
 
 def default_keep(source_hidden: int, target_hidden: int) -> int:
@@ -140,7 +147,8 @@ def build_pack(
     """Extract the CoT direction of every block of ``model`` and encode it into a pack for ``target``.
 
     ``target``: a Hub id or local folder (only its config is read), or a ``TargetSpec``.
-    ``pairs``: ``"builtin"`` (default), ``"prompt-contrast"``, a ``.jsonl`` path or a ``PairSet``;
+    ``pairs``: ``"prompt-contrast"`` (default: :data:`DEFAULT_PAIRS`), ``"builtin"``, a ``.jsonl``
+    path or a ``PairSet``;
     ``generate=True`` replaces their answers with the model's own. ``keep``: low-pass bins of the
     source spectrum (default :func:`default_keep`). ``source_id`` / ``target_id``: the Hub ids to
     record when the models were loaded from local paths. ``diagnostics=False`` keeps no per-pair
@@ -199,7 +207,7 @@ def build_packs(
     plans = [_plan(source_ref, t, keep, layers) for t in target_refs]
     if not (isinstance(strength, int | float) and math.isfinite(strength) and strength >= 0):
         raise BuildError(f"strength must be a finite number >= 0, got {strength!r}")
-    pair_set = load_pairs(pairs)
+    pair_set = load_pairs(DEFAULT_PAIRS if pairs is None else pairs)
     check_read(read)  # before any generation: a typo fails at once
     if generate:
         pair_set = generate_pairs(model, tokenizer, pair_set, batch_size=batch_size, progress=progress)
@@ -227,7 +235,7 @@ def build_packs(
             method=Method(extraction=extraction, pairs=pair_set.info(), lowpass_keep=t_keep, token=read),
             directions=_encode(result.directions, target_ref, t_keep),
             defaults=Defaults(strength=float(strength), layers=t_layers),
-            hook=Hook(op="norm_preserving_add", positions="generated"),
+            hook=Hook(op="norm_preserving_add", positions=DEFAULT_POSITIONS),
             scale=Scale(UNCALIBRATED_SCALE),
             stats=_stats(result, t_keep, source_blocks[len(source_blocks) // 2], source_blocks),
         )

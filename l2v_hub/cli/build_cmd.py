@@ -82,7 +82,7 @@ def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
 @click.option("--target", required=True, help="Target VLM: Hub id or local folder; only its config is read, unless --calibrate.")
 @click.option("--target-id", callback=model_id_arg, help="Hub id to record for a local --target folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Pack folder to write.")
-@click.option("--pairs", default="builtin", show_default=True, callback=_pairs, help="builtin, prompt-contrast, or a FILE.jsonl of {problem, cot, direct}.")
+@click.option("--pairs", default="prompt-contrast", show_default=True, callback=_pairs, help="prompt-contrast (each builtin problem asked to think step by step vs to answer directly, read at the last prompt token), builtin (worked solution vs bare answer), or a FILE.jsonl of {problem, cot, direct}.")
 @click.option("--generate", is_flag=True, help="Let the LLM write both answers to each problem.")
 @click.option("--read", type=click.Choice(READS), default="last", show_default=True,
               help="Which states of each text are read: last (its last token), response_mean (the mean over the assistant response's tokens) or response_first (the first response token); the last two need response-style pairs (not prompt-contrast, unless --generate). --calibrate reads its pairs the same way.")
@@ -113,7 +113,8 @@ def build(**options: Any) -> None:
         raise BuildError(f"--out '{out}' exists and is not empty; pass --overwrite to replace it")
     if options["read"] != "last" and options["pairs"] == "prompt-contrast" and not options["generate"]:
         raise click.BadParameter(f"{options['read']} reads an assistant response; prompt-contrast pairs "
-                                 "have none (they are read at the last prompt token): use last, or --generate",
+                                 "(the default --pairs) have none (they are read at the last prompt token): use "
+                                 "--read last, --pairs builtin (or a response-style FILE.jsonl), or --generate",
                                  param_hint="'--read'")
     start = time.perf_counter()
     if options["quiet"]:

@@ -5,10 +5,11 @@ A model decides at its last prompt token whether it reasons or answers outright 
 (10 tokens in calibration and docs/reasoning.md). The rule (issue 18; docs/reasoning.md checks
 it against the model's answers to its own step-by-step and direct prompts):
 
-- an empty answer, or one that starts with "the answer is" / "answer:", opens with its answer;
-- a first clause (up to ``. ``, ``:`` or a newline) that shows a calculation (an operator between
-  two numbers) opens with reasoning;
-- else an answer that starts with a number (after ``*``, ``#``, ``$`` or spaces) opens with it;
+- an empty answer, one that starts with a number (after ``*``, ``#``, ``$`` or spaces; a bare
+  equation such as "11 - 34 = 7" included), or one that starts with "the answer is" /
+  "answer:", opens with its answer;
+- else a first clause (up to ``. ``, ``:`` or a newline) that shows a calculation (an operator
+  between two numbers) opens with reasoning;
 - else, when the first clause (up to ``. ``, ``:`` or a newline) holds a number the question does
   not and shows no calculation (no operator between two numbers), it states a result before any
   reasoning ("The change should be 32 dollars", "His change = 14"): answer;
@@ -31,12 +32,10 @@ def opens_reasoning(text: str, question: str) -> bool:
     """True when ``text`` (an answer, any length) opens with reasoning rather than with its
     answer to ``question`` (the rule in this module's docstring)."""
     t = text.strip().lstrip("*#$ ").strip()
-    if not t or _ANSWER_FIRST.match(t):
+    if not t or t[0].isdigit() or (t[0] == "-" and t[1:2].isdigit()) or _ANSWER_FIRST.match(t):
         return False
     clause = _CLAUSE_END.split(t, maxsplit=1)[0]
     if _WORK.search(clause):
         return True
-    if t[0].isdigit() or (t[0] == "-" and t[1:2].isdigit()):
-        return False
     asked = set(_NUMBER.findall(question))
     return all(n in asked for n in _NUMBER.findall(clause))
