@@ -216,8 +216,10 @@ def calibrate(
     if criterion not in CRITERIA:
         raise ArgumentError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     behaviour = criterion == "behaviour"
-    grid = grid or (BEHAVIOUR_GRID if behaviour else DEFAULT_GRID)
-    positions = positions or (BEHAVIOUR_POSITIONS if behaviour else DEFAULT_POSITIONS)
+    if grid is None:
+        grid = BEHAVIOUR_GRID if behaviour else DEFAULT_GRID
+    if positions is None:
+        positions = BEHAVIOUR_POSITIONS if behaviour else DEFAULT_POSITIONS
     if not 0 < budget <= 10:
         raise ArgumentError(f"budget must be in (0, 10] (0.10 = +10% perplexity), got {budget!r}")
     if not grid or any(b <= a for a, b in itertools.pairwise(grid)) or grid[0] <= 0:

@@ -9,7 +9,7 @@ import torch
 from tiny_llm import byte_tokenizer, tiny_llama, tiny_qwen2_vl_config
 
 from l2v_hub import BuildError, Pack, TargetSpec, build_pack, spectral
-from l2v_hub.builder import default_keep, default_layers, extract
+from l2v_hub.builder import default_keep, default_layers, extract, paper_keep
 from l2v_hub.builder.build import DEFAULT_STRENGTH
 from l2v_hub.builder.pairs import (
     PairSet,
@@ -29,10 +29,15 @@ def llm() -> tuple[torch.nn.Module, object]:
 
 
 def test_default_rules() -> None:
-    assert default_keep(3584, 3584) == 200  # the authors' k for 3584-d models
-    assert default_keep(576, 576) == 32
-    assert default_keep(4096, 64) == spectral.num_bins(64)  # capped by what the target holds
-    assert default_keep(8, 8) >= 1
+    # Unfiltered by default (docs/reasoning.md): every bin both sizes hold.
+    assert default_keep(3584, 3584) == spectral.num_bins(3584) == 1793
+    assert default_keep(1536, 896) == spectral.num_bins(896) == 449
+    assert default_keep(576, 4096) == spectral.num_bins(576)
+    # The paper's cut, on request.
+    assert paper_keep(3584, 3584) == 200  # the authors' k for 3584-d models
+    assert paper_keep(576, 576) == 32 and paper_keep(1536, 896) == 86
+    assert paper_keep(4096, 64) == spectral.num_bins(64)  # capped by what the target holds
+    assert paper_keep(8, 8) >= 1
     assert default_layers(28) == (12, 13, 14)
     assert default_layers(30) == (13, 14, 15)
     assert default_layers(2) == (0, 1) and default_layers(1) == (0,)

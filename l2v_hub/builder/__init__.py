@@ -11,6 +11,7 @@ from .build import (
     build_packs,
     default_keep,
     default_layers,
+    paper_keep,
 )
 from .extract import Extraction, extract
 from .generate import generate_pairs
@@ -43,6 +44,7 @@ __all__ = [
     "load_llm",
     "load_model",
     "load_pairs",
+    "paper_keep",
     "prompt_contrast",
     "read_target",
 ]

@@ -33,10 +33,13 @@ __all__ = [
     "build_packs",
     "default_keep",
     "default_layers",
+    "paper_keep",
 ]
 
 # The authors' code keeps k = 200 bins of a 3584-d model's 1793 (11.2%); the same fraction of the
-# source's bins carries that cut to any size.
+# source's bins carries that cut to any size (paper_keep). Not the default: low-passed so, the
+# 1.5B's direction pushed the 0.5B AWAY from reasoning, where the unfiltered one pushed it
+# towards it (docs/reasoning.md, "Transfer").
 KEEP_FRACTION = 200 / 1793
 # lambda for a pack that is not calibrated, in units of its s_i (token_spread): below the smallest
 # strength at which a CoT direction first cost +10% neutral-text perplexity on the real models
@@ -53,8 +56,15 @@ DEFAULT_POSITIONS = "prompt_last_and_generated"
 
 
 def default_keep(source_hidden: int, target_hidden: int) -> int:
-    """``KEEP_FRACTION`` of the source's frequency bins, within what both sizes can hold."""
-    limit = min(spectral.num_bins(source_hidden), spectral.num_bins(target_hidden))
+    """Every frequency bin both sizes can hold: no low-pass beyond the one Fourier resampling to
+    a smaller target makes (the default since docs/reasoning.md; the paper's cut: paper_keep)."""
+    return min(spectral.num_bins(source_hidden), spectral.num_bins(target_hidden))
+
+
+def paper_keep(source_hidden: int, target_hidden: int) -> int:
+    """``KEEP_FRACTION`` of the source's frequency bins (the authors' k = 200 of 1793), within what
+    both sizes can hold: ``l2v-hub build --keep`` with this value is the paper's low-pass."""
+    limit = default_keep(source_hidden, target_hidden)
     return max(1, min(limit, round(spectral.num_bins(source_hidden) * KEEP_FRACTION)))
 
 

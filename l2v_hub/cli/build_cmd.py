@@ -87,7 +87,8 @@ def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
 @click.option("--read", type=click.Choice(READS), default="last", show_default=True,
               help="Which states of each text are read: last (its last token), response_mean (the mean over the assistant response's tokens) or response_first (the first response token); the last two need response-style pairs (not prompt-contrast, unless --generate). --calibrate reads its pairs the same way.")
 @click.option("--extraction", type=click.Choice(["mean-diff", "pca"]), default="mean-diff", show_default=True)
-@click.option("--keep", type=click.IntRange(min=1), help="Low-pass bins of the source spectrum [default: 11.2% of them].")
+@click.option("--keep", type=click.IntRange(min=1), help="Low-pass bins of the source spectrum [default: every bin both sizes hold, unfiltered "
+              "(docs/reasoning.md); the paper keeps 11.2% of them: l2v_hub.builder.paper_keep].")
 @click.option("--layers", callback=block_list(0), help="Default target blocks, e.g. 12,13,14 [default: the 3 middle blocks].")
 @click.option("--strength", type=click.FloatRange(min=0), default=0.03, show_default=True, help="Default strength, in units of s_i (replaced by --calibrate).")
 @click.option("--calibrate", "calibrate_", is_flag=True, help="Load the target's weights too and calibrate the pack on it (see l2v-hub calibrate).")
