@@ -75,11 +75,12 @@ def _own_direction(model: Any, tokenizer: Any, pairs: PairSet, progress: bool) -
 
 
 def _sweep(model: Any, tokenizer: Any, pack: Pack, text: str, base: float, budget: float,
-           grid: tuple[float, ...], positions: str) -> tuple[float, list[GridPoint]]:
+           grid: tuple[float, ...], positions: str, model_id: str) -> tuple[float, list[GridPoint]]:
     """Largest grid strength before the perplexity first exceeds ``(1 + budget) * base``."""
     chosen, points = 0.0, []
     # One patch per policy; the strength changes without re-patching.
-    with patch(model, pack, strength=grid[0], positions=positions, strict=False) as handle:
+    with patch(model, pack, strength=grid[0], positions=positions, model_id=model_id,
+               strict=False) as handle:
         for lam in grid:
             handle.strength = lam
             ppl = perplexity(model, tokenizer, text)
@@ -91,12 +92,15 @@ def _sweep(model: Any, tokenizer: Any, pack: Pack, text: str, base: float, budge
 
 
 def _row(model: Any, tokenizer: Any, problems: list[Problem], text: str, max_new_tokens: int,
-         batch_size: int, pack: Pack | None = None, unpatched_perplexity: float = 0.0) -> Measures:
+         batch_size: int, model_id: str, pack: Pack | None = None,
+         unpatched_perplexity: float = 0.0) -> Measures:
+    """Perplexity and answers, unpatched or with ``pack`` (patched as ``model_id``: the id the
+    caller gave, so a model from a local folder is known too)."""
     if pack is None:  # the unpatched perplexity was measured for the sweep already
         ppl = unpatched_perplexity
         out = summarize(answer_problems(model, tokenizer, problems, max_new_tokens, batch_size))
     else:
-        with patch(model, pack, strict=False):
+        with patch(model, pack, model_id=model_id, strict=False):
             ppl = perplexity(model, tokenizer, text)
             out = summarize(answer_problems(model, tokenizer, problems, max_new_tokens, batch_size))
     return Measures(round(ppl, 4), out["accuracy"], out["step_by_step"], round(out["answer_tokens"], 2))
@@ -154,7 +158,8 @@ def calibrate(
     base_pack = replace(pack, scale=Scale("cot_norm", tuple(float(x) for x in scales)),
                         schema_version=2, calibration=None)
     base = perplexity(model, tokenizer, text)
-    sweeps = {p: _sweep(model, tokenizer, base_pack, text, base, budget, grid, p) for p in positions}
+    sweeps = {p: _sweep(model, tokenizer, base_pack, text, base, budget, grid, p, ref.model_id)
+              for p in positions}
     steps.update(len(positions))
     policy = max(positions, key=lambda p: (sweeps[p][0], -positions.index(p)))
     strength = sweeps[policy][0]
@@ -173,11 +178,12 @@ def calibrate(
     chosen = replace(base_pack, defaults=Defaults(strength, layers),
                      hook=Hook(op=pack.hook.op, positions=policy))
     control = replace(chosen, directions=random_directions(dims.hidden_size, dims.num_layers, seed))
-    baseline = _row(model, tokenizer, problems, text, max_new_tokens, batch_size,
+    baseline = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, ref.model_id,
                     unpatched_perplexity=base)
     steps.update()
-    measured = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, chosen)
-    controlled = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, control)
+    measured = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, ref.model_id, chosen)
+    controlled = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, ref.model_id,
+                      control)
     steps.update()
     steps.close()
     unit_own = own / own.norm(dim=-1, keepdim=True).clamp_min(1e-12)
