@@ -107,11 +107,12 @@ def _own_direction(model: Any, tokenizer: Any, pairs: PairSet, read: str,
 
 
 def _sweep(model: Any, tokenizer: Any, pack: Pack, text: str, base: float, budget: float,
-           grid: tuple[float, ...], positions: str) -> tuple[float, list[GridPoint]]:
+           grid: tuple[float, ...], positions: str, model_id: str) -> tuple[float, list[GridPoint]]:
     """Largest grid strength before the perplexity first exceeds ``(1 + budget) * base``."""
     chosen, points = 0.0, []
     # One patch per policy; the strength changes without re-patching.
-    with patch(model, pack, strength=grid[0], positions=positions, strict=False) as handle:
+    with patch(model, pack, strength=grid[0], positions=positions, model_id=model_id,
+               strict=False) as handle:
         for lam in grid:
             handle.strength = lam
             ppl = perplexity(model, tokenizer, text)
@@ -123,25 +124,29 @@ def _sweep(model: Any, tokenizer: Any, pack: Pack, text: str, base: float, budge
 
 
 def _row(model: Any, tokenizer: Any, problems: list[Problem], text: str, max_new_tokens: int,
-         batch_size: int, pack: Pack | None = None, unpatched_perplexity: float = 0.0) -> Measures:
+         batch_size: int, model_id: str, pack: Pack | None = None,
+         unpatched_perplexity: float = 0.0) -> Measures:
+    """Perplexity and answers, unpatched or with ``pack`` (patched as ``model_id``: the id the
+    caller gave, so a model from a local folder is known too)."""
     if pack is None:  # the unpatched perplexity was measured for the sweep already
         ppl = unpatched_perplexity
         out = summarize(answer_problems(model, tokenizer, problems, max_new_tokens, batch_size))
     else:
-        with patch(model, pack, strict=False):
+        with patch(model, pack, model_id=model_id, strict=False):
             ppl = perplexity(model, tokenizer, text)
             out = summarize(answer_problems(model, tokenizer, problems, max_new_tokens, batch_size))
     return Measures(round(ppl, 4), out["accuracy"], out["step_by_step"], round(out["answer_tokens"], 2))
 
 
 def _by_behaviour(model: Any, tokenizer: Any, pack: Pack, control: Pack, problems: list[Problem],
-                  grid: tuple[float, ...], positions: tuple[str, ...], batch_size: int
-                  ) -> tuple[Behaviour, tuple[float, str, str] | None]:
+                  grid: tuple[float, ...], positions: tuple[str, ...], batch_size: int,
+                  model_id: str) -> tuple[Behaviour, tuple[float, str, str] | None]:
     """``(record, (strength, policy, reason))`` by the behaviour criterion; the choice is None
     when no grid strength raises the readable reasoning share above both the control and the
     unpatched model."""
     sweeps = {p: behaviour_sweep(model, tokenizer, pack, control, problems, grid, p,
-                                 tokens=BEHAVIOUR_TOKENS, batch_size=batch_size) for p in positions}
+                                 tokens=BEHAVIOUR_TOKENS, batch_size=batch_size, model_id=model_id)
+              for p in positions}
     unpatched, readable = next(iter(sweeps.values()))[:2]
     points = [pt for _, _, pts in sweeps.values() for pt in pts]
     record = Behaviour("opens_reasoning", BEHAVIOUR_TOKENS, "direct", READABLE_PPL, unpatched,
@@ -159,9 +164,10 @@ def _by_behaviour(model: Any, tokenizer: Any, pack: Pack, control: Pack, problem
 
 
 def _by_perplexity(model: Any, tokenizer: Any, pack: Pack, text: str, base: float, budget: float,
-                   grid: tuple[float, ...], positions: tuple[str, ...]
+                   grid: tuple[float, ...], positions: tuple[str, ...], model_id: str
                    ) -> tuple[float, str, list[GridPoint], str]:
-    sweeps = {p: _sweep(model, tokenizer, pack, text, base, budget, grid, p) for p in positions}
+    sweeps = {p: _sweep(model, tokenizer, pack, text, base, budget, grid, p, model_id)
+              for p in positions}
     policy = max(positions, key=lambda p: (sweeps[p][0], -positions.index(p)))
     strength = sweeps[policy][0]
     others = ", ".join(f"{p}: {sweeps[p][0]:g}" for p in positions if p != policy)
@@ -252,16 +258,17 @@ def calibrate(
     random = replace(base_pack, directions=random_directions(dims.hidden_size, dims.num_layers, seed))
     base = perplexity(model, tokenizer, text)
     record, chosen_by = _by_behaviour(model, tokenizer, base_pack, random, problems, grid,
-                                      positions, batch_size) if behaviour else (None, None)
+                                      positions, batch_size, ref.model_id) if behaviour else (None, None)
     steps.update()
     if chosen_by is not None:
         strength, policy, reason = chosen_by
         # The neutral-text perplexity along the same grid, recorded (no budget applies).
-        points = _sweep(model, tokenizer, base_pack, text, base, math.inf, grid, policy)[1]
+        points = _sweep(model, tokenizer, base_pack, text, base, math.inf, grid, policy,
+                        ref.model_id)[1]
     else:
         strength, policy, points, reason = _by_perplexity(
             model, tokenizer, base_pack, text, base, budget, DEFAULT_GRID if behaviour else grid,
-            DEFAULT_POSITIONS if behaviour else positions)
+            DEFAULT_POSITIONS if behaviour else positions, ref.model_id)
         if behaviour:
             criterion = "perplexity"
             reason = ("no behaviour-grid strength made short answers open with reasoning more "
@@ -272,11 +279,12 @@ def calibrate(
     chosen = replace(base_pack, defaults=Defaults(strength, layers),
                      hook=Hook(op=pack.hook.op, positions=policy))
     control = replace(chosen, directions=random.directions)
-    baseline = _row(model, tokenizer, problems, text, max_new_tokens, batch_size,
+    baseline = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, ref.model_id,
                     unpatched_perplexity=base)
     steps.update()
-    measured = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, chosen)
-    controlled = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, control)
+    measured = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, ref.model_id, chosen)
+    controlled = _row(model, tokenizer, problems, text, max_new_tokens, batch_size, ref.model_id,
+                      control)
     steps.update()
     steps.close()
     unit_own = own / own.norm(dim=-1, keepdim=True).clamp_min(1e-12)

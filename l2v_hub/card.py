@@ -10,7 +10,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CARD_TAGS", "calibration_lines", "read_phrase", "render_card"]
 
-CARD_TAGS = ("l2v-hub", "l2v-cot", "steering-vector", "chain-of-thought")
+# What people search steering vectors by, beside the library's own names.
+CARD_TAGS = ("l2v-hub", "l2v-cot", "steering-vector", "activation-steering", "chain-of-thought")
 _READ_PHRASES = {"last": "the last token", "response_mean": "the mean over the response tokens",
                  "response_first": "the first response token"}
 
@@ -37,11 +38,16 @@ def calibration_lines(pack: Pack) -> list[str]:
         return ["**Not calibrated.** Imported control vector: s_i are the norms of the imported "
                 "vectors (stored), so strength 1 adds each vector as it was made; nothing was "
                 "measured for fluency on a target model. Run `l2v-hub calibrate` on the target."]
+    if c is None and pack.scale is None:
+        return ["**Not calibrated, format v1.** `l2v_hub.patch` refuses a v1 pack (its push is "
+                "relative to each token's norm, with no s_i), so it is never applied as it is. "
+                "`l2v-hub calibrate PACK --model TARGET --out NEW_FOLDER` converts it to format v2 "
+                "and calibrates it on the target."]
     if c is None:
-        measure = pack.scale.measure if pack.scale is not None else "none (format v1)"
-        return [f"**Not calibrated.** No strength was measured on a target model; s_i ({measure}) "
-                "is measured on the model at patch time, and the default strength is the "
-                "builder's, not checked for fluency. Run `l2v-hub calibrate` on the target."]
+        return [f"**Not calibrated.** No strength was measured on a target model; s_i "
+                f"({pack.scale.measure}) is measured on the model at patch time, and the default "
+                "strength is the builder's, not checked for fluency. Run `l2v-hub calibrate` on "
+                "the target."]
     rows = [("unpatched", 0.0, c.baseline), (f"pack ({c.positions})", c.strength, c.pack),
             (f"random control (seed {c.control_seed})", c.strength, c.control)]
     lines = [

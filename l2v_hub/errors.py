@@ -1,4 +1,4 @@
-"""The few named exceptions l2v-hub raises, and ``clip`` for one-line messages.
+"""The few named exceptions l2v-hub raises, and ``clip`` / ``quote`` for one-line messages.
 
 Every error a user can act on is one of these; each message names the thing at fault and what was
 expected. Errors about an argument the caller passed are ``ValueError``s too (``ArgumentError``,
@@ -17,6 +17,7 @@ __all__ = [
     "PackError",
     "PackNotFoundError",
     "clip",
+    "quote",
 ]
 
 
@@ -59,5 +60,23 @@ def clip(text: object, width: int = 240) -> str:
     if len(line) <= width:
         return line
     cut = line[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip(" ,;:") + "…"
+
+
+def quote(exc: object, width: int = 800) -> str:
+    """Another library's error message whole, on one line, for quoting inside one of ours.
+
+    Its lines are joined and runs of whitespace collapsed. Only a message longer than ``width``
+    is cut, and then after its last full sentence that fits (else at a word boundary), marked
+    with an ellipsis: a fixed slice cut transformers' "...listed on 'https://huggingface.co/mo".
+    """
+    line = " ".join(str(exc).split())
+    if len(line) <= width:
+        return line
+    cut = line[: width - 1]
+    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
+    if end > width // 2:
+        return cut[: end + 1] + " …"
     space = cut.rfind(" ")
     return (cut[:space] if space > width // 2 else cut).rstrip(" ,;:") + "…"

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from .errors import PackError
+from .errors import PackError, quote
 
 __all__ = ["MAX_JSON_BYTES", "atomic_write", "dump_json", "load_json", "read_file", "safe_path"]
 
@@ -101,4 +101,4 @@ def load_json(data: bytes, name: str) -> Any:
     try:
         return json.loads(data.decode("utf-8"), parse_constant=refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise PackError(f"{name}: not valid JSON ({str(exc)[:120]})") from None
+        raise PackError(f"{name}: not valid JSON ({quote(exc)})") from None

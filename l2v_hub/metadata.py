@@ -27,9 +27,22 @@ __all__ = [
     "Scale",
     "ScaleMeasure",
     "check_model_id",
+    "default_pack_name",
+    "model_slug",
     "parse_metadata",
     "to_json_dict",
 ]
+
+def model_slug(model_id: str) -> str:
+    """A model id's name part, lower-cased, other characters runs as ``-``: ``qwen2.5-0.5b``."""
+    return re.sub(r"[^a-z0-9.]+", "-", model_id.rsplit("/", 1)[-1].lower()).strip("-.")
+
+
+def default_pack_name(source_id: str, target_id: str) -> str:
+    """``l2v-cot-{source}-to-{target}``: the builder's default name and ``publish``'s suggested repo
+    (at most 96 characters). Older packs say ``-for-``; a name is never parsed, so both read."""
+    return f"l2v-cot-{model_slug(source_id)}-to-{model_slug(target_id)}"[:96].rstrip("-.")
+
 
 # v2: the push is absolute (lambda * s_i * v_i, docs/pack-format.md); v1 (lambda * ||h|| * v_i) is
 # still read, so that it can be refused with a way to convert it, never applied with v2 meaning.

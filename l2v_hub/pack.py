@@ -25,7 +25,7 @@ from ._hubhook import hub_backend  # not l2v_hub.hub: that imports this module (
 from ._version import __version__
 from .calibration_record import Calibration, parse_calibration
 from .card import render_card
-from .errors import PackError
+from .errors import PackError, quote
 from .files import atomic_write, dump_json, load_json, read_file
 from .metadata import (
     SCHEMA_VERSION,
@@ -260,7 +260,7 @@ def _parse_directions(data: bytes, target: ModelRef) -> torch.Tensor:
     try:
         tensors = load_safetensors(data)
     except Exception as exc:  # safetensors raises its own error types for every malformed header
-        raise PackError(f"{DIRECTIONS_FILE}: not a valid safetensors file ({str(exc)[:160]})") from None
+        raise PackError(f"{DIRECTIONS_FILE}: not a valid safetensors file ({quote(exc)})") from None
     expected = {f"layers.{i}" for i in range(target.num_layers)}
     if set(tensors) != expected:
         missing = sorted(expected - set(tensors), key=len)[:3]

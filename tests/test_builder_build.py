@@ -18,6 +18,7 @@ from l2v_hub.builder.pairs import (
     read_spans,
     tokenize_pairs,
 )
+from l2v_hub.hub import suggest_repo_name
 from l2v_hub.metadata import Scale
 
 PAIRS = PairSet("builtin-head", "response", builtin_pairs().pairs[:16])
@@ -65,7 +66,8 @@ def test_build_for_a_target_of_another_size(llm, tmp_path: Path) -> None:
     # Built without the target's weights: v2, uncalibrated, s_i measured by the loader.
     assert pack.schema_version == 2 and pack.scale == Scale("token_spread", None)
     assert pack.calibration is None
-    assert pack.name == "l2v-cot-tiny-llm-for-vlm"
+    # One naming rule (issue 20): the default name is what publish suggests as the repo name.
+    assert pack.name == "l2v-cot-tiny-llm-to-vlm" == suggest_repo_name(pack)
     assert Pack.from_pretrained(pack.save_pretrained(tmp_path / "p")) == pack
 
 

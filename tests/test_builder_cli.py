@@ -130,6 +130,76 @@ def test_values_that_do_not_fit_the_models_are_usage_errors_before_the_llm_loads
     assert not (tmp_path / "p").exists()
 
 
+def test_keep_beyond_a_gguf_sources_width_is_a_usage_error_before_the_llm_loads(
+    folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20: `--keep 5000` with a GGUF source was refused only after loading, with exit 1.
+    The width comes from the file's header (SmolLM2-135M: 576, so 289 bins)."""
+    import l2v_hub.builder as builder
+    from l2v_hub.demo import smollm2_gguf
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the LLM was loaded before --keep was checked")
+
+    monkeypatch.setattr(builder, "load_llm", no_loading)
+    for source in (["--llm", str(smollm2_gguf())],
+                   ["--llm", str(smollm2_gguf().parent), "--gguf-file", smollm2_gguf().name]):
+        result = CliRunner().invoke(main, [
+            "build", *source, "--llm-id", "org/smol", "--target", str(folders["vlm"]),
+            "--target-id", "org/tiny-vlm", "--out", str(tmp_path / "p"), "--keep", "5000"])
+        assert result.exit_code == 2, result.output
+        assert "has 289 frequency bins (hidden size 576), got 5000" in result.output
+        assert not (tmp_path / "p").exists()
+
+
+def test_errors_quote_the_cause_whole(folders: dict[str, Path], tmp_path: Path,
+                                      hf_offline: Path) -> None:
+    """Issue 20: causes were cut mid-text ("...offline mode at 'https://")."""
+    result = _build({**folders, "vlm": "nonexistent-org/nonexistent-vlm"}, tmp_path / "p")
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "cannot read the config of target 'nonexistent-org/nonexistent-vlm': We couldn't connect" \
+        in result.output
+    assert result.output.rstrip().endswith(
+        "in offline mode at 'https://huggingface.co/docs/transformers/installation#offline-mode'.")
+    no_tokenizer = tmp_path / "llm"
+    tiny_llama(hidden=32, layers=4).save_pretrained(no_tokenizer)
+    result = _build({**folders, "llm": no_tokenizer}, tmp_path / "p")
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.rstrip().endswith("to convert a slow tokenizer to a fast one."), result.output
+
+
+def test_a_long_cause_is_cut_after_a_sentence() -> None:
+    from l2v_hub.errors import quote
+
+    assert quote("One.\nTwo  words.") == "One. Two words."
+    first = "A first sentence that is long enough to keep on its own."
+    assert quote(first + " " + "word " * 200, 100) == first + " …"
+    assert quote("Short. " + "word " * 200, 100) == "Short." + " word" * 18 + "…"
+    assert quote("x" * 60 + " " + "y" * 200, 100) == "x" * 60 + "…"
+
+
+def test_build_plot_draws_the_figure_and_inspect_shows_the_diagnostics(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 20: build wrote no plot, and inspect's text said only "N source blocks of
+    diagnostics"."""
+    pytest.importorskip("matplotlib", reason="the 'plot' extra is part of the test extra")
+    figure = tmp_path / "fig.png"
+    result = _build(folders, tmp_path / "p", "--plot", str(figure))
+    assert result.exit_code == 0, result.output
+    assert f"plot:      {figure}" in result.output
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pack = Pack.from_pretrained(tmp_path / "p")
+    rows = {row["block"]: row for row in pack.stats["layers"]}
+    text = CliRunner().invoke(main, ["inspect", str(tmp_path / "p")]).output
+    blocks = pack.stats["default_source_blocks"]
+    assert blocks and "4 source blocks of diagnostics" in text
+    for b in blocks:
+        r = rows[b]
+        assert (f"source block {b}: separation {r['separation']:.3g}, dispersion "
+                f"{r['dispersion']:.3g}, energy in band {r['energy_in_band']:.1%}") in text, text
+
+
 def test_inspect_plot_draws_a_png(folders: dict[str, Path], tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="the 'plot' extra is part of the test extra")
     assert _build(folders, tmp_path / "p").exit_code == 0

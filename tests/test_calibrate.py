@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -222,6 +223,32 @@ def test_a_pack_for_other_dimensions_is_refused() -> None:
                       random_pack(48, LAYERS, target_id=TARGET))
 
 
+def test_the_cli_patches_with_the_model_id_it_was_given(tmp_path: Path) -> None:
+    """Issue 20: `calibrate --model FOLDER --model-id ID` warned "cannot tell which model this
+    is ... pass model_id=" from its own internal patches. Also: --problems is the deprecated
+    name of --calibration-problems (in eval --problems is a file)."""
+    from l2v_hub.cli import main
+
+    model_dir, pack_dir, out = tmp_path / "model", tmp_path / "pack", tmp_path / "out"
+    sensitive_llama().save_pretrained(model_dir)
+    byte_tokenizer().save_pretrained(model_dir)
+    pack_to_calibrate().save_pretrained(pack_dir)
+    args = ["calibrate", str(pack_dir), "--model", str(model_dir), "--model-id", TARGET, "--out",
+            str(out), "--grid", "0.25,0.5", "--max-new-tokens", "2", "--quiet", "--json"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(main, [*args, "--problems", "1"])
+    assert result.exit_code == 0, result.output
+    assert not [w for w in caught if "cannot tell which model" in str(w.message)]
+    assert "--problems is deprecated here" in result.output
+    calibrated = Pack.from_pretrained(out)
+    assert calibrated.calibration.model_id == TARGET
+    assert calibrated.calibration.problems["count"] == 1
+    both = CliRunner().invoke(main, [*args, "--problems", "1", "--calibration-problems", "3",
+                                     "--overwrite"])
+    assert both.exit_code == 2 and "disagree" in both.output  # before the model loads
+
+
 # -- the record travels with the pack -----------------------------------------------------------
 
 
@@ -272,6 +299,21 @@ def test_inspect_prints_the_calibration_table(setup, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["inspect", str(folder), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["calibration"] == calibrated.calibration.to_json()
+
+
+def test_a_v1_pack_says_it_is_never_applied_and_how_to_convert_it(tmp_path: Path) -> None:
+    """Issue 20: inspect said a v1 pack's s_i "is measured on the model at patch time", but patch
+    refuses v1 packs."""
+    from l2v_hub.cli import main
+
+    v1 = replace(random_pack(scale=None), schema_version=1, scale=None).validate()
+    (line,) = calibration_lines(v1)
+    assert "patch time" not in line and "refuses a v1 pack" in line
+    assert "l2v-hub calibrate PACK --model TARGET --out NEW_FOLDER" in line
+    folder = v1.save_pretrained(tmp_path / "v1")
+    result = CliRunner().invoke(main, ["inspect", str(folder)])
+    assert result.exit_code == 0 and "refuses a v1 pack" in result.output, result.output
+    assert "measured on the model at patch time" not in result.output
 
 
 def test_an_uncalibrated_pack_says_so_in_the_card_and_inspect(tmp_path: Path) -> None:

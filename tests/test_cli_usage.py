@@ -15,6 +15,7 @@ from conftest import random_pack
 from hubserver import HubServer
 
 from l2v_hub.cli import main
+from l2v_hub.hub import next_step
 
 # One bad value (or more) for every command; "{tmp}" is a scratch folder, "{pack}" a valid pack.
 BAD = {
@@ -124,7 +125,27 @@ def test_registry_add_writes_your_registry_and_pull_takes_a_model_id(
     assert row["repo_id"] == "l2v-test/tiny" and row["found_in"] == f"user registry {mine}"
     assert row["commit"] == hub.head("l2v-test/tiny", "v1.0.0")
     missing = CliRunner().invoke(main, ["pull", "other/vlm"])
-    assert missing.exit_code == 1 and "neither a pack repo" in missing.output
+    assert missing.exit_code == 1 and "is not a pack repo" in missing.output
+    # The next step comes last (issue 20), not inside parentheses in the middle.
+    assert missing.output.rstrip().endswith(next_step("other/vlm")), missing.output
+
+
+def test_eval_and_export_take_the_strengths_patch_takes(tmp_path: Path, hf_offline: Path) -> None:
+    """One range, l2v_hub.loader.check_strength's: eval refused negative ones that patch takes."""
+    pack = random_pack().save_pretrained(tmp_path / "pack")
+    out = tmp_path / "cv.gguf"
+    exported = CliRunner().invoke(main, ["export", str(pack), "--format", "llama.cpp", "--out",
+                                         str(out), "--strength", "-0.5", "--layers", "1"])
+    assert exported.exit_code == 0 and out.is_file(), exported.output
+    # Past the option checks: what fails is loading the model (offline, nothing cached), exit 1.
+    evaluated = CliRunner().invoke(main, ["eval", "--model", "org/m", "--strength", "-0.5"])
+    assert evaluated.exit_code == 1 and "org/m" in evaluated.output, evaluated.output
+    for command in (["eval", "--model", "org/m"],
+                    ["export", str(pack), "--format", "llama.cpp", "--out", str(tmp_path / "x.gguf")]):
+        refused = CliRunner().invoke(main, [*command, "--strength", "10.5"])
+        assert refused.exit_code == 2, refused.output
+        assert "within [-10, 10] (in units of s_i" in refused.output
+        assert "paper" not in refused.output  # 0.1-0.9 was lambda of format v1, not of v2
 
 
 def test_publish_with_create_pr_does_not_report_a_release(hub: HubServer, tmp_path: Path) -> None:

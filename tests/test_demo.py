@@ -86,7 +86,7 @@ def test_fresh_process_patched_each_target_by_id(demo) -> None:
     assert [a["model_id"] for a in result.answers] == [tiny_demo.GEMMA_ID, tiny_demo.VLM_ID]
     assert [a["model_class"] for a in result.answers] == ["Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"]
     for target in result.answers:
-        assert target["pack"].startswith("l2v-cot-tiny-llama-for-")
+        assert target["pack"].startswith("l2v-cot-tiny-llama-to-")
         assert "positions" in target["pack"]
         assert len(target["rows"]) == len(QUESTIONS)
         for row in target["rows"]:

@@ -30,7 +30,7 @@ import l2v_hub
 from l2v_hub import Pack
 from l2v_hub.builder import PairSet, build_pack, builtin_pairs
 from l2v_hub.cli import main
-from l2v_hub.hub import Registry, publish, push_index, register
+from l2v_hub.hub import Registry, load_shipped, publish, push_index, register
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/quickstart.md")
@@ -158,6 +158,18 @@ def test_quickstart_blocks_run(world: Pack) -> None:
     assert (entry.target, entry.repo_id, entry.version) == (
         TARGET, "my-org/l2v-cot-smollm2-to-qwen2-vl-2b", "1.0.0")
     assert Pack.from_pretrained(entry.repo_id).source.model_id == SOURCE
+
+
+@pytest.mark.parametrize("name", DOCS)
+def test_the_one_liner_says_plainly_that_no_pack_is_published_while_the_index_is_empty(
+    name: str,
+) -> None:
+    """Issue 20: the README and quickstart showed the one-liner as working while the shipped
+    index had no entry; while it has none, both say so where the one-liner is shown."""
+    text = (ROOT / name).read_text()
+    said = "**No curated pack is published yet.**" in text
+    assert said == (not load_shipped().entries), name
+    assert text.index("l2v_hub.patch(model)") < text.index("No curated pack") < text.index("## Build")
 
 
 def test_blocks_are_found() -> None:

@@ -82,7 +82,14 @@ def test_registry_add_pins_the_commit_then_push_list_and_search(
     [entry] = data["entries"]
     assert entry["commit"] == hub.head("l2v-test/tiny", "v1.0.0") and entry["recommended"]
     assert entry["target"] == "tiny/vlm" and entry["hidden_size"] == 48
-    assert run("registry", "validate", "--index", str(index)) == (0, f"{index}: valid, 1 entries\n")
+    assert run("registry", "validate", "--index", str(index)) == (0, f"{index}: valid, 1 entry\n")
+    code, out = run("registry", "validate", "--index", str(index), "--json")
+    assert code == 0 and json.loads(out) == {"origin": str(index), "valid": True, "entries": [entry]}
+    again = tmp_path / "again.json"  # --json of add: the entry it wrote, and where
+    code, out = run("registry", "add", "l2v-test/tiny@v1.0.0", "--index", str(again), "--json")
+    assert code == 0, out
+    assert json.loads(out) == {"index": str(again),
+                               "entry": {**entry, "recommended": False}}
 
     monkeypatch.setenv("L2V_HUB_INDEX_REPO", "l2v-test/index")
     code, out = run("registry", "push", "--index", str(index), "--json")
@@ -100,6 +107,9 @@ def test_registry_add_pins_the_commit_then_push_list_and_search(
         {"repo_id": "l2v-test/tiny", "latest": "1.0.0", "versions": ["1.0.0"]}
     ]
     assert run("search", "other/vlm")[1].startswith("no pack on the Hub at")
+    assert run("search", "tiny/vlm") == (0, "l2v-test/tiny  latest v1.0.0  (1 version)\n")
+    assert run("publish", folder, "--repo", "l2v-test/tiny", "--version", "1.1.0")[0] == 0
+    assert run("search", "tiny/vlm") == (0, "l2v-test/tiny  latest v1.1.0  (2 versions)\n")
 
 
 def test_registry_validate_refuses_a_broken_index(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from l2v_hub.hub import (
     RegistryEntry,
     find_pack,
     identify_model,
+    next_step,
     publish,
     pull,
     push_index,
@@ -189,6 +190,24 @@ def test_nothing_found_says_where_it_looked_and_lists_the_closest_packs(three_pa
         "closest packs (same architecture and hidden size): l2v-test/curated@v1.0.0 (for tiny/vlm)"
         in message
     )
+
+
+@pytest.mark.parametrize("where", ["hub", "hf_offline"])
+def test_nothing_found_with_no_published_pack_ends_with_the_next_step(
+    where: str, request: pytest.FixtureRequest
+) -> None:
+    """The first thing a user tries (issue 20): the shipped index is empty, online or offline."""
+    request.getfixturevalue(where)
+    with pytest.raises(PackNotFoundError) as info:
+        resolve_pack(tiny_vlm("Qwen/Qwen2-VL-2B-Instruct"))
+    message = str(info.value)
+    assert "lists no pack yet (none is published)" in message
+    assert message.endswith(next_step("Qwen/Qwen2-VL-2B-Instruct")), message
+    tail = message[message.index("Next step"):]
+    assert ("l2v-hub build --llm HuggingFaceTB/SmolLM2-135M-Instruct --target "
+            "Qwen/Qwen2-VL-2B-Instruct --calibrate --out packs/qwen2-vl-2b-instruct") in tail
+    assert "l2v_hub.patch(model, 'packs/qwen2-vl-2b-instruct')" in tail
+    assert "org/name@version" in tail
 
 
 def test_a_store_resolves_with_no_network(hf_offline: Path, tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ perplexity, the seeded random control)."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,7 +26,7 @@ from l2v_hub.measure import (
     perplexity,
     random_directions,
 )
-from l2v_hub.measure.problems import _parse
+from l2v_hub.measure.problems import MAX_CHOICES, _parse
 
 
 def _norm(text: str) -> str:
@@ -81,6 +83,21 @@ def test_load_problems_reads_jsonl_and_names_a_bad_line(tmp_path) -> None:
     path.write_text('{"id": "a", "question": "What is 1 plus 1?", "answer": 2}\n', encoding="utf-8")
     (problem,) = load_problems(path)
     assert (problem.id, problem.answer, problem.kind) == ("a", 2, "")
+
+
+@pytest.mark.parametrize(("count", "accepted"), [(1, False), (2, True), (26, True), (27, False)])
+def test_the_choice_count_range_is_the_one_docs_problems_md_states(tmp_path, count: int,
+                                                                   accepted: bool) -> None:
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "problems.md").read_text()
+    assert f"| `choices` | optional, 2 to {MAX_CHOICES} strings" in docs
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"question": "Which?", "answer": "B",
+                                "choices": [f"c{i}" for i in range(count)]}) + "\n")
+    if accepted:
+        assert len(load_problems(path)[0].choices) == count
+    else:
+        with pytest.raises(l2v_hub.PackError, match=f"2 to {MAX_CHOICES} non-empty strings"):
+            load_problems(path)
 
 
 @pytest.mark.parametrize(("text", "number"), [

@@ -67,6 +67,7 @@ def test_files_on_disk_follow_the_format(pack: Pack, tmp_path: Path) -> None:
         "base_model_relation: adapter",
         '- "l2v-cot"',
         '- "steering-vector"',
+        '- "activation-steering"',
     ]:
         assert line in front
 

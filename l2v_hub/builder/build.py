@@ -8,7 +8,6 @@ The defaults and their reasons are in docs/method.md.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import torch
 
 from .. import spectral
 from ..errors import BuildError
-from ..metadata import Defaults, Hook, Method, ModelRef, Read, Scale
+from ..metadata import Defaults, Hook, Method, ModelRef, Read, Scale, default_pack_name
 from ..pack import Pack
 from .extract import ExtractionMethod, extract
 from .generate import generate_pairs
@@ -73,10 +72,6 @@ def default_layers(num_layers: int) -> tuple[int, ...]:
     width = min(_BAND, num_layers)
     start = (num_layers - width) // 2
     return tuple(range(start, start + width))
-
-
-def _slug(model_id: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", model_id.split("/")[-1].lower()).strip("-")
 
 
 def _energy_share(direction: torch.Tensor, keep: int) -> float:
@@ -238,7 +233,7 @@ def build_packs(
     packs = []
     for target_ref, name, (t_keep, t_layers, source_blocks) in zip(target_refs, names, plans, strict=True):
         pack = Pack(
-            name=name or f"l2v-cot-{_slug(source_ref.model_id)}-for-{_slug(target_ref.model_id)}",
+            name=name or default_pack_name(source_ref.model_id, target_ref.model_id),
             version=version,
             source=source_ref,
             target=target_ref,

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from ..errors import BuildError
+from ..errors import BuildError, quote
 
-__all__ = ["default_cache_dir", "dequantize_gguf", "load_llm", "load_model"]
+__all__ = ["default_cache_dir", "dequantize_gguf", "gguf_hidden_size", "load_llm", "load_model"]
 
 log = logging.getLogger(__name__)
 _COMPLETE = ".complete"
@@ -64,6 +64,20 @@ def _gguf_path(id_or_path: str, gguf_file: str, revision: str | None) -> Path:
     from huggingface_hub import hf_hub_download
 
     return Path(hf_hub_download(id_or_path, gguf_file, revision=revision))
+
+
+def gguf_hidden_size(path: Path) -> int | None:
+    """The model width (``<arch>.embedding_length``) in a GGUF file's header, read without its
+    tensors; None when the file or the key cannot be read."""
+    import gguf
+
+    try:
+        fields = gguf.GGUFReader(path).fields
+        arch = fields["general.architecture"].contents()
+        width = fields[f"{arch}.embedding_length"].contents()
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+    return width if isinstance(width, int) else None
 
 
 def dequantize_gguf(gguf: Path, dtype: torch.dtype, cache_dir: Path, **kwargs: Any) -> Path:
@@ -137,7 +151,7 @@ def load_llm(
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, **common, revision=revision)
     except (OSError, ValueError) as exc:
-        raise BuildError(f"cannot load the LLM '{id_or_path}': {str(exc)[:300]}") from None
+        raise BuildError(f"cannot load the LLM '{id_or_path}': {quote(exc)}") from None
     if device is not None and device_map is None:
         model.to(device)
     return model.eval(), tokenizer
@@ -165,7 +179,7 @@ def load_model(
             config = AutoConfig.from_pretrained(source, revision=revision,
                                                 trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as exc:
-            raise BuildError(f"cannot read the config of '{id_or_path}': {str(exc)[:300]}") from None
+            raise BuildError(f"cannot read the config of '{id_or_path}': {quote(exc)}") from None
         if config.get_text_config() is not config:
             kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
             if _dtype(dtype) is not None:
@@ -177,7 +191,7 @@ def load_model(
                 tokenizer = AutoTokenizer.from_pretrained(source, revision=revision,
                                                           trust_remote_code=trust_remote_code)
             except (OSError, ValueError) as exc:
-                raise BuildError(f"cannot load the VLM '{id_or_path}': {str(exc)[:300]}") from None
+                raise BuildError(f"cannot load the VLM '{id_or_path}': {quote(exc)}") from None
             if device is not None and device_map is None:
                 model.to(device)
             return model.eval(), tokenizer

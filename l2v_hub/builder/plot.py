@@ -1,4 +1,5 @@
-"""The figure of a pack's diagnostics (``l2v-hub inspect PACK --plot out.png``).
+"""The figure of a pack's diagnostics (``l2v-hub inspect PACK --plot out.png``, ``l2v-hub build
+--plot out.png``).
 
 Panels: per-source-block separation and mean-difference norm; the spectrum of the source direction
 with the low-pass cutoff; the 2-D PCA of CoT vs direct states at the default layer (the paper's
@@ -13,7 +14,7 @@ from typing import Any
 from ..errors import BuildError
 from ..pack import Pack
 
-__all__ = ["plot_pack"]
+__all__ = ["plot_pack", "require_matplotlib"]
 
 
 def _pyplot() -> Any:
@@ -27,6 +28,12 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def require_matplotlib() -> None:
+    """Raise ``BuildError`` (how to install it) when matplotlib is missing: a command that will
+    plot checks this before any work."""
+    _pyplot()
 
 
 def plot_pack(pack: Pack, out: str | Path) -> Path:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildError, PackError
+from ..errors import BuildError, PackError, quote
 from ..metadata import ModelRef, check_model_id
 
 __all__ = ["TargetSpec", "model_ref_from_config", "read_target", "resolve_model_id"]
@@ -122,6 +122,6 @@ def read_target(
             str(target), revision=revision, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError, KeyError) as exc:
-        raise BuildError(f"cannot read the config of target '{target}': {str(exc)[:200]}") from None
+        raise BuildError(f"cannot read the config of target '{target}': {quote(exc)}") from None
     commit = revision or getattr(config, "_commit_hash", None)
     return model_ref_from_config(config, recorded, None if path.exists() else commit)

@@ -12,7 +12,7 @@ import click
 from ..card import read_phrase
 from ..errors import BuildError
 from ..metadata import READS
-from .calibrate_cmd import calibration_options, run_calibration, summary
+from .calibrate_cmd import calibration_options, problem_count, run_calibration, summary
 from .common import block_list, model_id_arg, version_arg
 
 __all__ = ["build"]
@@ -33,23 +33,35 @@ def _check_fit(options: dict[str, Any], target: Any) -> None:
             f"{target.model_id} has blocks 0..{target.num_layers - 1}, got {list(layers)}", param_hint="'--layers'"
         )
     keep = options["keep"]
-    if keep is None or options["gguf_file"] or str(options["llm"]).endswith(".gguf"):
-        return  # a GGUF file's width is known once it is read; build_pack checks it then
-    from transformers import AutoConfig
-
+    if keep is None:
+        return
     from ..spectral import num_bins
 
-    try:
-        config = AutoConfig.from_pretrained(options["llm"], revision=options["revision"],
-                                            trust_remote_code=options["trust_remote_code"])
-        hidden = config.get_text_config().hidden_size
-    except Exception:  # unreadable here: load_llm reports it with its own message
-        return
+    hidden = _source_width(options)
     if isinstance(hidden, int) and keep > num_bins(hidden):
         raise click.BadParameter(
             f"the source has {num_bins(hidden)} frequency bins (hidden size {hidden}), got {keep}",
             param_hint="'--keep'",
         )
+
+
+def _source_width(options: dict[str, Any]) -> int | None:
+    """The source's hidden size from its config, or a local GGUF file's header (no weights read);
+    None when neither can be read here (load_llm then reports why, in its own words)."""
+    llm, gguf_file = str(options["llm"]), options["gguf_file"]
+    if gguf_file or llm.endswith(".gguf"):
+        from ..builder.llm import gguf_hidden_size
+
+        path = Path(llm) / gguf_file if gguf_file else Path(llm)
+        return gguf_hidden_size(path) if path.is_file() else None  # a Hub file: read once pulled
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(llm, revision=options["revision"],
+                                            trust_remote_code=options["trust_remote_code"])
+        return config.get_text_config().hidden_size
+    except Exception:  # unreadable here: load_llm reports it with its own message
+        return None
 
 
 def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
@@ -98,10 +110,11 @@ def _report(pack: Any, out: Path, seconds: float) -> dict[str, Any]:
 @click.option("--device-map", help="Passed to transformers, e.g. auto to spread a large LLM over GPUs.")
 @click.option("--trust-remote-code", is_flag=True, help="Run the model repo's own code (off unless given).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--name", help="Pack name [default: l2v-cot-<source>-for-<target>].")
+@click.option("--name", help="Pack name [default: l2v-cot-<source>-to-<target>].")
 @click.option("--version", "version", default="0.1.0", show_default=True, callback=version_arg, help="Pack version (semver).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Cache of dequantized GGUF models [default: $L2V_HUB_CACHE or ~/.cache/l2v_hub].")
 @click.option("--overwrite", is_flag=True, help="Replace a pack already at --out.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the pack's diagnostics to this image file, as inspect --plot (needs the 'plot' extra).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of the pack.")
 def build(**options: Any) -> None:
@@ -117,6 +130,11 @@ def build(**options: Any) -> None:
                                  "(the default --pairs) have none (they are read at the last prompt token): use "
                                  "--read last, --pairs builtin (or a response-style FILE.jsonl), or --generate",
                                  param_hint="'--read'")
+    problem_count(options)  # both names of the option given, and disagreeing: a usage error now
+    if options["plot"] is not None:
+        from ..builder.plot import require_matplotlib
+
+        require_matplotlib()  # a missing extra fails now, not after the extraction
     start = time.perf_counter()
     if options["quiet"]:
         from transformers.utils import logging as hf_logging
@@ -155,9 +173,15 @@ def build(**options: Any) -> None:
         pack = run_calibration(pack, target_model, target_tokenizer, options, target.model_id,
                                options["version"])
     pack.save_pretrained(out)
+    if options["plot"] is not None:
+        from ..builder.plot import plot_pack
+
+        plot_pack(pack, options["plot"])
     report = _report(pack, out, time.perf_counter() - start)
     if pack.calibration is not None:
         report["calibration"] = summary(pack)
+    if options["plot"] is not None:
+        report["plot"] = str(options["plot"])
     if options["as_json"]:
         click.echo(json.dumps(report, indent=2))
         return
@@ -171,4 +195,5 @@ def build(**options: Any) -> None:
         f"low-pass {pack.method.lowpass_keep} bins\n"
         f"  defaults: strength {pack.defaults.strength:g} on blocks {list(pack.defaults.layers)}; "
         f"separation at the source blocks they read: {separation or 'n/a'}"
+        + (f"\n  plot:      {options['plot']}" if options["plot"] is not None else "")
     )

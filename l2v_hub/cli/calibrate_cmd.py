@@ -13,7 +13,7 @@ from ..errors import L2VHubError
 from ..metadata import READS
 from .common import model_id_arg, pack_arg, version_arg
 
-__all__ = ["calibrate", "calibration_options", "run_calibration"]
+__all__ = ["calibrate", "calibration_options", "problem_count", "run_calibration"]
 
 
 def _strengths(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
@@ -28,6 +28,23 @@ def _strengths(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     return grid
 
 
+def _deprecated_problems(_ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
+    if value is not None:
+        click.echo("warning: --problems is deprecated here (in eval it names a problems file); use "
+                   "--calibration-problems", err=True)
+    return value
+
+
+def problem_count(options: dict[str, Any]) -> int:
+    """--calibration-problems, or its deprecated name --problems; both with different values is a
+    usage error."""
+    new, old = options["problem_count"], options["old_problem_count"]
+    if old is not None and new not in (20, old):  # 20: the default, i.e. not given
+        raise click.UsageError(f"--problems {old} and --calibration-problems {new} disagree; give "
+                               "--calibration-problems only")
+    return new if old is None else old
+
+
 def calibration_options(f: Any) -> Any:
     """The options ``calibrate`` and ``build --calibrate`` share."""
     for option in reversed([
@@ -38,8 +55,11 @@ def calibration_options(f: Any) -> Any:
                      show_default=True, help="Allowed rise of the neutral-text perplexity (0.10: +10%; the perplexity criterion)."),
         click.option("--grid", callback=_strengths, help="Strengths to sweep, in units of s_i, ascending [default: "
                      "behaviour 0.25,0.5,1,2; perplexity 1/128 to 8, factor sqrt 2]."),
-        click.option("--problems", "problem_count", type=click.IntRange(1, 50), default=20, show_default=True,
+        click.option("--calibration-problems", "problem_count", type=click.IntRange(1, 50), default=20,
+                     show_default=True,
                      help="Builtin calibration problems answered per row (unpatched, pack, random control)."),
+        click.option("--problems", "old_problem_count", type=click.IntRange(1, 50), callback=_deprecated_problems,
+                     help="Deprecated name of --calibration-problems (eval's --problems is a file)."),
         click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the random control."),
     ]):
@@ -53,10 +73,11 @@ def run_calibration(pack: Any, model: Any, tokenizer: Any, options: dict[str, An
     from ..calibrate import calibrate as run
     from ..measure import builtin_problems
 
+    count = problem_count(options)
     return run(pack, model, tokenizer, criterion=options["criterion"], budget=options["budget"],
                grid=options["grid"],
-               problems=None if options["problem_count"] == 20 else builtin_problems("calibration", options["problem_count"]),
-               problems_source=f"builtin-calibration[:{options['problem_count']}]",
+               problems=None if count == 20 else builtin_problems("calibration", count),
+               problems_source=f"builtin-calibration[:{count}]",
                read=options.get("read"), max_new_tokens=options["max_new_tokens"], seed=options["seed"], version=version,
                model_id=model_id, progress=not options.get("quiet", False))
 
@@ -97,6 +118,7 @@ def calibrate(pack_ref: str | tuple[str, str | None], model_path: str, **options
     from ..pack import Pack
 
     out: Path = options["out"]
+    problem_count(options)  # both names of the option given, and disagreeing: a usage error now
     if out.exists() and any(out.iterdir()) and not options["overwrite"]:
         raise L2VHubError(f"--out '{out}' exists and is not empty; pass --overwrite to replace it")
     if isinstance(pack_ref, str):

@@ -14,7 +14,7 @@ from ..errors import PackError
 from ..metadata import _SEMVER, check_model_id
 
 __all__ = ["block_list", "echo_rows", "json_option", "model_id_arg", "pack_arg", "pack_ref_arg",
-           "store_option", "version_arg"]
+           "store_option", "strength_arg", "version_arg"]
 
 store_option = click.option(
     "--store",
@@ -76,6 +76,20 @@ def block_list(minimum: int = 0, why: str = "") -> Callable[..., tuple[int, ...]
         return layers
 
     return parse
+
+
+def strength_arg(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """A strength (or a tuple of them, for a repeated option) in the one range ``l2v_hub.patch``
+    accepts (``l2v_hub.loader.check_strength``); click callback for a FLOAT option."""
+    from ..errors import ArgumentError
+    from ..loader import check_strength
+
+    try:
+        if isinstance(value, tuple):
+            return tuple(check_strength(v) for v in value)
+        return None if value is None else check_strength(value)
+    except ArgumentError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def version_arg(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ..metadata import POSITIONS
-from .common import model_id_arg, pack_arg
+from .common import model_id_arg, pack_arg, strength_arg
 
 __all__ = ["eval_cmd"]
 
@@ -55,8 +55,9 @@ def _processor(source: str, tokenizer: Any, model: Any, trust_remote_code: bool)
 @click.option("--problems", default="builtin", show_default=True, callback=_problems,
               help="builtin (the held-out set shipped in the package) or a FILE.jsonl "
                    "(question, answer, optional image, choices; docs/eval.md).")
-@click.option("--strength", "strengths", type=click.FloatRange(min=0, max=10), multiple=True,
-              help="Strength in units of s_i; repeat for several [default: the pack's own].")
+@click.option("--strength", "strengths", type=float, multiple=True, callback=strength_arg,
+              help="Strength in units of s_i, -10 to 10 as l2v_hub.patch takes it; repeat for "
+                   "several [default: the pack's own].")
 @click.option("--control", type=click.Choice(["random", "none"]), default="random",
               show_default=True, help="The control row beside each pack row.")
 @click.option("--prompt", type=click.Choice(["plain", "direct", "cot"]), default="plain",

@@ -14,11 +14,28 @@ from ..pack import METADATA_FILE, Pack, _is_repo_id
 __all__ = ["inspect"]
 
 
+def _number(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, int | float) else "n/a"
+
+
+def _diagnostics(stats: dict[str, Any] | None) -> str:
+    """The builder's diagnostics at the source blocks the default target blocks read (all blocks:
+    --json and --plot)."""
+    if not stats or not isinstance(stats.get("layers"), list):
+        return ""
+    rows = {row.get("block"): row for row in stats["layers"] if isinstance(row, dict)}
+    blocks = [b for b in stats.get("default_source_blocks") or [] if b in rows]
+    lines = [f"\n  stats:     {len(rows)} source blocks of diagnostics (all: --json, --plot)"
+             + ("; at the source blocks the defaults read:" if blocks else "")]
+    lines += [f"\n    source block {b}: separation {_number(rows[b].get('separation'), '.3g')}, "
+              f"dispersion {_number(rows[b].get('dispersion'), '.3g')}, energy in band "
+              f"{_number(rows[b].get('energy_in_band'), '.1%')}" for b in blocks]
+    return "".join(lines)
+
+
 def _summary(pack: Pack) -> str:
     s, t, m, h, d = pack.source, pack.target, pack.method, pack.hook, pack.defaults
-    norms = ""
-    if pack.stats and isinstance(pack.stats.get("layers"), list):
-        norms = f"\n  stats:     {len(pack.stats['layers'])} source blocks of diagnostics"
+    norms = _diagnostics(pack.stats)
     keep = "none" if m.lowpass_keep is None else f"{m.lowpass_keep} bins"
     if pack.scale is None:
         scale = "format v1 (push relative to each token's norm): not applied; l2v-hub calibrate converts it"

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..errors import L2VHubError
-from .common import block_list, model_id_arg, pack_arg, version_arg
+from .common import block_list, model_id_arg, pack_arg, strength_arg, version_arg
 
 __all__ = ["export", "import_cmd"]
 
@@ -36,7 +36,7 @@ def _out(overwrite_flag: str) -> Any:
 @click.option("--overwrite", is_flag=True, is_eager=True, help="Replace an existing --out file.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               callback=_out("overwrite"), help="The .gguf file to write.")
-@click.option("--strength", type=click.FloatRange(-10, 10), help="lambda baked into the file, in units of s_i [default: the pack's].")
+@click.option("--strength", type=float, callback=strength_arg, help="lambda baked into the file, in units of s_i, -10 to 10 [default: the pack's].")
 @click.option("--layers", callback=block_list(1, ' (llama.cpp never steers block 0)'), help="Blocks to export, 0-based, from 1, e.g. 7,8,9 [default: the pack's].")
 @click.option("--model", "model_path", help="Target model (Hub id, folder or .gguf), to measure s_i of a pack that is not calibrated.")
 @click.option("--gguf-file", help="GGUF file name inside --model.")

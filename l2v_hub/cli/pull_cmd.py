@@ -36,9 +36,10 @@ def _resolve(repo_id: str, revision: str | None, store: str | None, accept_moved
         try:
             return by_model()
         except PackNotFoundError as as_model:
+            # The model's message last: it ends with the next step.
             raise PackNotFoundError(
-                f"'{repo_id}' is neither a pack repo ({as_pack}) nor a model with a pack "
-                f"({as_model})"
+                f"'{repo_id}' is not a pack repo ({as_pack}), nor a model with a registered pack: "
+                f"{as_model}"
             ) from None
 
 

@@ -32,13 +32,17 @@ def registry() -> None:
 @click.option("--recommended", is_flag=True, help="Make it the recommended pack for its target.")
 @click.option("--notes", default="", help="Free text shown with the entry.")
 @store_option
+@json_option("the entry written and the index file")
 def add(ref: tuple[str, str | None], index: Path | None, recommended: bool, notes: str,
-        store: str | None) -> None:
+        store: str | None, as_json: bool) -> None:
     """Verify the pack REF and pin its commit and pack.json sha256 in the index."""
     # Never a path relative to the working directory by default: a stray ./registry/index.json
     # would be consulted by nothing. Your registry is what l2v_hub.patch(model) reads first.
     index = index or user_registry_path()
     entry = register(index, *ref, store=store, recommended=recommended, notes=notes)
+    if as_json:
+        click.echo(json.dumps({"index": str(index), "entry": entry.to_json()}, indent=2))
+        return
     click.echo(
         f"{index}: {entry.target} <- {entry.repo_id}@v{entry.version} (commit {entry.commit[:12]}) "
         f"pack.json sha256 {entry.pack_sha256[:12]}"
@@ -53,10 +57,16 @@ def add(ref: tuple[str, str | None], index: Path | None, recommended: bool, note
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Index file to check (default: the copy shipped with l2v-hub).",
 )
-def validate(index: Path | None) -> None:
-    """Check an index against the registry schema."""
+@json_option("the result (origin, entries)")
+def validate(index: Path | None, as_json: bool) -> None:
+    """Check an index against the registry schema (an invalid one: exit 1, naming the field)."""
     reg = Registry.load(index) if index else load_shipped()
-    click.echo(f"{reg.origin}: valid, {len(reg.entries)} entries")
+    if as_json:
+        click.echo(json.dumps({"origin": reg.origin, "valid": True,
+                               "entries": [e.to_json() for e in reg.entries]}, indent=2))
+        return
+    count = len(reg.entries)
+    click.echo(f"{reg.origin}: valid, {count} {'entry' if count == 1 else 'entries'}")
 
 
 @registry.command()

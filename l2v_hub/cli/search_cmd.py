@@ -36,5 +36,6 @@ def search(model_id: str, store: str | None, as_json: bool) -> None:
         found,
         as_json,
         empty=f"no pack on {source.where} lists {model_id} as its base model",
-        line=lambda f: f"{f['repo_id']}  latest v{f['latest']}  ({len(f['versions'])} versions)",
+        line=lambda f: (f"{f['repo_id']}  latest v{f['latest']}  ({len(f['versions'])} "
+                        f"version{'' if len(f['versions']) == 1 else 's'})"),
     )

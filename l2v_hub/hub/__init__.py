@@ -19,7 +19,7 @@ from .registry import (
     push_index,
     register,
 )
-from .resolve import ModelIdentity, Resolution, find_pack, identify_model, resolve_pack
+from .resolve import ModelIdentity, Resolution, find_pack, identify_model, next_step, resolve_pack
 from .source import PackSource, PulledPack, Release, Upload, open_source
 from .store import Store
 
@@ -38,6 +38,7 @@ __all__ = [
     "load_curated",
     "load_shipped",
     "load_user",
+    "next_step",
     "open_source",
     "parse_ref",
     "publish",

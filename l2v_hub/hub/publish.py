@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ArgumentError, HubError, PackNotFoundError
-from ..metadata import _SEMVER, check_model_id
+from ..metadata import _SEMVER, check_model_id, default_pack_name
 from ..pack import METADATA_FILE, Pack
 from .source import PackSource, Release, Upload, highest_version, open_source, version_key
 
@@ -28,14 +27,9 @@ __all__ = ["check_publish_args", "publish", "suggest_repo_name"]
 log = logging.getLogger(__name__)
 
 
-def _slug(model_id: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", model_id.rsplit("/", 1)[-1].lower()).strip("-.")
-
-
 def suggest_repo_name(pack: Pack) -> str:
-    """``l2v-cot-{source}-to-{target}`` from the two models' names, slugged to a valid repo name."""
-    name = f"l2v-cot-{_slug(pack.source.model_id)}-to-{_slug(pack.target.model_id)}"
-    return name[:96].rstrip("-.")
+    """``l2v-cot-{source}-to-{target}`` from the two models' names (the builder's default name)."""
+    return default_pack_name(pack.source.model_id, pack.target.model_id)
 
 
 def check_publish_args(repo_id: str, version: str | None) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PackError, PackNotFoundError
-from ..metadata import check_model_id
+from ..metadata import check_model_id, model_slug
 from ..pack import Pack, PathLike
 from .pull import pull
 from .registry import Registry, RegistryEntry, load_curated, load_user, user_registry_path
@@ -32,6 +32,7 @@ __all__ = [
     "discovery_allowed",
     "find_pack",
     "identify_model",
+    "next_step",
     "resolve_pack",
 ]
 
@@ -206,7 +207,8 @@ def _find(
     allow_discovery: bool,
 ) -> Resolution:
     user = registry if isinstance(registry, Registry) else load_user(registry)
-    registries = [r for r in (user, load_curated(token)) if r is not None]
+    curated = load_curated(token)
+    registries = [r for r in (user, curated) if r is not None]
     looked = [] if user else [f"user registry: none ({user_registry_path()} does not exist)"]
     for reg in registries:
         entries = reg.for_target(ident.model_id)
@@ -232,6 +234,21 @@ def _find(
         f"no registered l2v-hub pack for {ident.model_id}; looked in: "
         + "; ".join(looked)
         + _closest(ident, registries)
+        + (f". {curated.origin} lists no pack yet (none is published)" if not curated.entries else "")
+        + ". " + next_step(ident.model_id)
+    )
+
+
+def next_step(model_id: str) -> str:
+    """What to do when no pack is registered for ``model_id``: the build command for it, and how
+    to name a pack instead (the last sentence of every "no pack for this model" error)."""
+    folder = f"packs/{model_slug(model_id)}"
+    return (
+        f"Next step: build and calibrate one yourself (any chat LLM as the source; one of the "
+        f"target's own family transfers best): l2v-hub build --llm "
+        f"HuggingFaceTB/SmolLM2-135M-Instruct --target {model_id} --calibrate --out {folder} ; "
+        f"then apply it as a local folder, l2v_hub.patch(model, '{folder}'), or name a published "
+        "pack as org/name@version, e.g. l2v_hub.patch(model, 'org/name@1.0.0')"
     )
 
 

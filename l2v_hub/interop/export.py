@@ -8,7 +8,6 @@ pack under ``op="add"``, ``positions="all"``, whatever the pack's own ``hook`` s
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,12 @@ import torch
 
 from .._version import __version__
 from ..errors import ArgumentError, IncompatiblePackError, PackError
+from ..loader import check_strength
 from ..pack import Pack
 from .gguf_file import ControlVectorFile, write_control_vector
 
 __all__ = ["ExportReport", "export_control_vector", "push_vectors", "semantics"]
 
-# As l2v_hub.patch: |lambda| beyond this is a typo, not a setting.
-_MAX_STRENGTH = 10.0
 SEMANTICS = "add at all positions (llama.cpp control vector)"
 
 
@@ -47,11 +45,7 @@ def _check(pack: Pack, strength: Any, layers: Any) -> tuple[float, tuple[int, ..
         raise PackError(f"pack {pack.name!r} is format v1 (a push relative to each token's norm), "
                         "which no fixed control vector can carry; convert it first: "
                         "l2v-hub calibrate PACK --model TARGET --out DIR")
-    lam = pack.defaults.strength if strength is None else strength
-    if isinstance(lam, bool) or not isinstance(lam, int | float) or not math.isfinite(lam) \
-            or abs(lam) > _MAX_STRENGTH:
-        raise ArgumentError(f"strength must be a finite number within [-{_MAX_STRENGTH:g}, "
-                            f"{_MAX_STRENGTH:g}], got {lam!r}")
+    lam = check_strength(pack.defaults.strength if strength is None else strength)  # as patch()
     chosen = pack.defaults.layers if layers is None else ([layers] if isinstance(layers, int) else layers)
     chosen = tuple(chosen)
     n = pack.target.num_layers

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import L2VHubError
+from ..errors import L2VHubError, quote
 
 __all__ = ["ARCH", "ControlVectorFile", "read_control_vector", "write_control_vector"]
 
@@ -50,7 +50,7 @@ def read_control_vector(path: str | os.PathLike[str]) -> ControlVectorFile:
         data = path.read_bytes()
         reader = gguf.GGUFReader(path)
     except (OSError, ValueError, KeyError, IndexError) as exc:
-        raise L2VHubError(f"{path}: not a readable GGUF file ({str(exc)[:160]})") from None
+        raise L2VHubError(f"{path}: not a readable GGUF file ({quote(exc)})") from None
     fields = {name: f.contents() for name, f in reader.fields.items() if not name.startswith("GGUF.")}
     arch = fields.get("general.architecture")
     if arch != ARCH:

@@ -4,6 +4,7 @@ Semantics (normative): docs/loader.md.
 """
 
 from .layers import BLOCK_PATHS, find_blocks, text_dims
-from .patch import MAX_STRENGTH, Patch, as_pack, patch, unpatch
+from .patch import MAX_STRENGTH, Patch, as_pack, check_strength, patch, unpatch
 
-__all__ = ["BLOCK_PATHS", "MAX_STRENGTH", "Patch", "as_pack", "find_blocks", "patch", "text_dims", "unpatch"]
+__all__ = ["BLOCK_PATHS", "MAX_STRENGTH", "Patch", "as_pack", "check_strength", "find_blocks", "patch", "text_dims",
+           "unpatch"]

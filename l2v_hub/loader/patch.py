@@ -165,8 +165,10 @@ def check_strength(value: Any) -> float:
         raise ArgumentError(f"strength must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or abs(value) > MAX_STRENGTH:
-        raise ArgumentError(f"strength must be finite and within [-{MAX_STRENGTH}, {MAX_STRENGTH}] "
-                          f"(the paper uses 0.1 to 0.9), got {value}")
+        raise ArgumentError(f"strength must be finite and within [-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}] "
+                            f"(in units of s_i: 1 adds a push of norm s_i at each steered block; a "
+                            f"calibrated pack's default is the largest that kept its target fluent), "
+                            f"got {value}")
     return value
 
 

@@ -64,13 +64,14 @@ def _shares(model: Any, tokenizer: Any, problems: Sequence[Problem], texts: list
 def behaviour_sweep(model: Any, tokenizer: Any, pack: Pack, control: Pack,
                     problems: Sequence[Problem], grid: Sequence[float], positions: str, *,
                     tokens: int = 10, regime: str = "direct", batch_size: int = 20,
-                    readable_ppl: float = READABLE_PPL
+                    readable_ppl: float = READABLE_PPL, model_id: str | None = None
                     ) -> tuple[float, float, list[BehaviourPoint]]:
     """``(unpatched share, unpatched readable share, points)``: for each strength of ``grid`` (ascending), the share of
     ``tokens``-token greedy answers to ``problems`` (prompt ``regime``) that open with reasoning
     and are readable, with ``pack`` and with ``control`` (the same push along random directions),
     both under ``positions``. The sweep stops after the first strength whose pack answers are no
-    longer mostly readable (readable share below half the unpatched one): past breakage."""
+    longer mostly readable (readable share below half the unpatched one): past breakage.
+    ``model_id``: the model's Hub id, for the patches' fit check (``l2v_hub.patch``)."""
     problems = list(problems)
 
     def texts() -> list[str]:
@@ -82,7 +83,8 @@ def behaviour_sweep(model: Any, tokenizer: Any, pack: Pack, control: Pack,
     for lam in grid:
         answers = {}
         for name, p in (("pack", pack), ("control", control)):
-            with patch(model, p, strength=lam, positions=positions, strict=False):
+            with patch(model, p, strength=lam, positions=positions, model_id=model_id,
+                       strict=False):
                 answers[name] = texts()
         ours, readable = _shares(model, tokenizer, problems, answers["pack"], regime, readable_ppl)
         theirs, _ = _shares(model, tokenizer, problems, answers["control"], regime, readable_ppl)

@@ -19,12 +19,16 @@ from typing import Any
 
 from ..errors import ArgumentError, PackError
 
-__all__ = ["BUILTIN_SETS", "Problem", "ProblemsError", "builtin_problems", "load_problems",
-           "problems_sha256"]
+__all__ = ["BUILTIN_SETS", "MAX_CHOICES", "Problem", "ProblemsError", "builtin_problems",
+           "load_problems", "problems_sha256"]
 
 # Named sets shipped in l2v_hub/data (`--problems builtin` is the held-out set).
 BUILTIN_SETS = {"heldout": "heldout.jsonl", "calibration": "problems.jsonl",
                 "readability": "problems.jsonl"}
+
+
+# Choices are lettered A, B, ... (docs/problems.md says the same range).
+MAX_CHOICES = len(string.ascii_uppercase)
 
 
 class ProblemsError(PackError):
@@ -62,9 +66,9 @@ def _row(row: Any, n: int, base: Path | None) -> Problem:
         raise ValueError("question: expected a non-empty string")
     # null and [] mean "none", as a table exported to JSONL writes a missing value.
     choices = row.get("choices") or ()
-    if not isinstance(choices, list | tuple) or not (choices == () or 2 <= len(choices) <= 26) \
+    if not isinstance(choices, list | tuple) or not (choices == () or 2 <= len(choices) <= MAX_CHOICES) \
             or not all(isinstance(c, str) and c.strip() for c in choices):
-        raise ValueError("choices: expected a list of 2 to 26 non-empty strings")
+        raise ValueError(f"choices: expected a list of 2 to {MAX_CHOICES} non-empty strings (A to Z)")
     if "answer" not in row:
         raise ValueError("answer: missing")
     answer: int | float | str
