@@ -14,7 +14,7 @@ from .build import (
 )
 from .extract import Extraction, extract
 from .generate import generate_pairs
-from .llm import load_llm, load_model
+from .llm import load_llm, load_model, load_processor
 from .pairs import (
     ContrastivePair,
     PairSet,
@@ -43,6 +43,7 @@ __all__ = [
     "load_llm",
     "load_model",
     "load_pairs",
+    "load_processor",
     "prompt_contrast",
     "read_target",
 ]
