@@ -19,8 +19,9 @@ lmms-eval, so only lmms-eval imports it. ``model_args``:
 
 ``generate_until`` answers as ``l2v-hub eval`` does (``l2v_hub.measure``: the same prompt, batch
 encoding and greedy decoding), cut at the task's ``until`` strings. ``loglikelihood`` scores a
-continuation after its context in two forward passes, the context first, so that the pack
-steers the continuation's tokens as it steers generated ones.
+continuation after its context as ``l2v_hub.measure.text.written_logits`` scores written text: the
+context in one forward pass, the continuation on its cache, so that the pack steers the
+continuation's tokens as it steers generated ones.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ..loader import as_pack, patch
 from ..loader.fit import check_dims
 from ..measure.answers import generate_texts, stops_for
 from ..measure.prompts import chat_prompt, encode_prompts, tokenizer_of
+from ..measure.text import written_logits
 
 __all__ = ["L2VHubModel", "manifest"]
 
@@ -190,7 +192,6 @@ class L2VHubModel(lmms):
                                  stops_for(texts[0]) + until, **sampling)
         return [text for text, _ in answers]
 
-    @torch.inference_mode()
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """``(log p(continuation | context), whether greedy decoding gives it)`` per request
         ``(context, doc_to_target, doc_to_visual, doc_id, task, split)``, natural log, summed over
@@ -211,20 +212,16 @@ class L2VHubModel(lmms):
         head = encode_prompts(self.processor, [prompt], [visuals] if visuals else None)
         whole = encode_prompts(self.processor, [prompt + continuation],
                                [visuals] if visuals else None)["input_ids"][0]
-        width = head["input_ids"].shape[1]
-        if not torch.equal(whole[:width], head["input_ids"][0]) or len(whole) == width:
+        ids = head.pop("input_ids")
+        head.pop("attention_mask", None)  # one row, no padding
+        width = ids.shape[1]
+        if not torch.equal(whole[:width], ids[0]) or len(whole) == width:
             raise ArgumentError(f"doc {doc_id}: the continuation {continuation!r} does not "
                                 "tokenize after its context")
-        device = self.model.get_input_embeddings().weight.device
-        first = self.model(**{k: v.to(device) for k, v in head.items()}, use_cache=True)
-        rest = whole[width:].to(device)[None]
-        mask = torch.ones(1, len(whole), dtype=torch.long, device=device)
-        # The continuation after a cached context: positions past the prompt, as in generate.
-        second = self.model(input_ids=rest, attention_mask=mask, past_key_values=first.past_key_values,
-                            use_cache=True)
-        logits = torch.cat([first.logits[:, -1:], second.logits[:, :-1]], dim=1).float()
-        logp = torch.log_softmax(logits, dim=-1)[0].gather(1, rest[0][:, None])[:, 0]
-        return float(logp.sum()), bool(torch.equal(logits[0].argmax(-1), rest[0]))
+        rest = whole[width:]
+        logits = written_logits(self.model, ids, rest[None], **head)[:-1]
+        logp = torch.log_softmax(logits, dim=-1).gather(1, rest[:, None].to(logits.device))
+        return float(logp.sum()), bool(torch.equal(logits.argmax(-1).cpu(), rest))
 
     def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
         raise NotImplementedError("the l2v_hub model answers single-round tasks only")

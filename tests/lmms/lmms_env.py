@@ -25,7 +25,9 @@ TASK = "l2v_image_problems"
 # choice ones (every sixth row of the generator, from the fourth), where a tiny model's letters
 # can be right; in the generator's order.
 NUMERIC, CHOICE = 5, 5
-SEED = int(os.environ.get("L2V_LMMS_SEED", "1"))
+# The tiny LM's seed: one whose one-token answers (the task's budget) are choice letters right on
+# some rows and wrong on others, unpatched and with the pack, so the paired statistics bite.
+SEED = 2
 HIDDEN, LAYERS = 48, 5
 STRENGTH, POSITIONS = 4.0, "all"
 sys.path.insert(0, str(TASK_DIR))
