@@ -121,6 +121,7 @@ class L2VHubModel(lmms):
             spec = next(s for s in plan_rows([found], None if chosen is None else (chosen,),
                                              positions, control, "plain", False, seed)
                         if s.kind == kind)
+            # Held for the model's lifetime: every request of the run is steered alike.
             self._patch = patch(model, spec.pack, strength=spec.strength,
                                 positions=spec.positions, tokenizer=tokenizer_of(self.processor),
                                 model_id=model_id, strict=False)
