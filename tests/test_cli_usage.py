@@ -33,6 +33,11 @@ BAD = {
         ["{pack}", "--model", "org/m", "--out", "{tmp}/o", "--model-id", "../up"],
         ["{tmp}/missing", "--model", "org/m", "--out", "{tmp}/o"],
     ],
+    "compare-samples": [
+        ["--unpatched", "{tmp}/missing", "--pack", "{pack}", "--metric", "correct"],
+        ["--unpatched", "{pack}", "--pack", "{pack}", "--metric", "correct", "--seed", "-1"],
+        ["--unpatched", "{pack}", "--pack", "{pack}"],
+    ],
     "eval": [
         ["--model", "org/m", "--prompt", "bogus"],
         ["--model", "org/m", "--problems", "{tmp}/missing.jsonl"],

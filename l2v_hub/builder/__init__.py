@@ -15,7 +15,7 @@ from .build import (
 )
 from .extract import Extraction, extract
 from .generate import generate_pairs
-from .llm import load_llm, load_model
+from .llm import load_llm, load_model, load_processor
 from .pairs import (
     ContrastivePair,
     PairSet,
@@ -44,6 +44,7 @@ __all__ = [
     "load_llm",
     "load_model",
     "load_pairs",
+    "load_processor",
     "paper_keep",
     "prompt_contrast",
     "read_target",

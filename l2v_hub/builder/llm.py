@@ -19,7 +19,8 @@ import torch
 
 from ..errors import BuildError, quote
 
-__all__ = ["default_cache_dir", "dequantize_gguf", "gguf_hidden_size", "load_llm", "load_model"]
+__all__ = ["default_cache_dir", "dequantize_gguf", "gguf_hidden_size", "load_llm", "load_model",
+           "load_processor"]
 
 log = logging.getLogger(__name__)
 _COMPLETE = ".complete"
@@ -197,3 +198,18 @@ def load_model(
             return model.eval(), tokenizer
     return load_llm(id_or_path, gguf_file=gguf_file, device=device, dtype=dtype, device_map=device_map,
                     trust_remote_code=trust_remote_code, cache_dir=cache_dir, revision=revision)
+
+
+def load_processor(source: str | Path, tokenizer: Any, model: Any,
+                   trust_remote_code: bool = False) -> Any:
+    """What ``model`` (loaded from ``source``) is asked through: its processor when it is a VLM
+    with one saved (``AutoProcessor``), else ``tokenizer`` (text questions only)."""
+    if model.config.get_text_config() is model.config:
+        return tokenizer
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError):  # no processor files: text questions only
+        return tokenizer
+    return processor if getattr(processor, "image_processor", None) is not None else tokenizer

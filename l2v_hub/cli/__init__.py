@@ -16,6 +16,7 @@ from .._version import __version__
 from ..errors import ArgumentError, L2VHubError, clip
 from .build_cmd import build
 from .calibrate_cmd import calibrate
+from .compare_cmd import compare_samples_cmd
 from .eval_cmd import eval_cmd
 from .inspect_cmd import inspect
 from .interop_cmd import export, import_cmd
@@ -91,6 +92,6 @@ def _with_debug(command: click.Command) -> click.Command:
     return command
 
 
-for _command in (inspect, build, calibrate, eval_cmd, export, import_cmd, publish, pull, list_packs, search,
-                 registry):
+for _command in (inspect, build, calibrate, eval_cmd, compare_samples_cmd, export, import_cmd,
+                 publish, pull, list_packs, search, registry):
     main.add_command(_with_debug(_command))

@@ -31,19 +31,6 @@ def _packs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
     return [None if v == "auto" else v for v in values or ("auto",)]
 
 
-def _processor(source: str, tokenizer: Any, model: Any, trust_remote_code: bool) -> Any:
-    """The model's processor when it is a VLM with one saved, else its tokenizer."""
-    if model.config.get_text_config() is model.config:
-        return tokenizer
-    from transformers import AutoProcessor
-
-    try:
-        processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, TypeError):  # no processor files: text questions only
-        return tokenizer
-    return processor if getattr(processor, "image_processor", None) is not None else tokenizer
-
-
 @click.command("eval")
 @click.option("--model", "model_path", required=True,
               help="Model: Hub id, local folder or .gguf file (a VLM's processor is loaded too).")
@@ -92,7 +79,7 @@ def eval_cmd(model_path: str, packs: list[Any], **o: Any) -> None:
     of the same strength, blocks, op and positions, and with the explicit step-by-step prompt;
     print accuracy, won/lost, McNemar's exact p, a paired bootstrap 95% interval, step-by-step
     share, answer length, truncation and neutral-text perplexity per row."""
-    from ..builder import load_model
+    from ..builder import load_model, load_processor
     from ..evaluation import evaluate, select_problems
 
     # A malformed problems file fails here, not after minutes of loading the model.
@@ -100,7 +87,7 @@ def eval_cmd(model_path: str, packs: list[Any], **o: Any) -> None:
     model, tokenizer = load_model(model_path, device=o["device"], dtype=o["dtype"],
                                   device_map=o["device_map"], cache_dir=o["cache_dir"],
                                   trust_remote_code=o["trust_remote_code"])
-    processor = _processor(model_path, tokenizer, model, o["trust_remote_code"])
+    processor = load_processor(model_path, tokenizer, model, o["trust_remote_code"])
     report = evaluate(
         model, processor, packs, o["problems"],
         strengths=o["strengths"] or None, control=o["control"], positions=o["positions"],

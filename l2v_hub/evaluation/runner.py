@@ -33,7 +33,7 @@ from ..measure import (
 )
 from ..measure.problems import Problem, builtin_problems, load_problems, problems_sha256
 from ..measure.prompts import tokenizer_of
-from ..measure.stats import compare, mcnemar_power
+from ..measure.stats import compare, power_of
 from ..metadata import POSITIONS
 from ..pack import Pack, PathLike
 from .report import EvalReport, RowResult
@@ -151,9 +151,7 @@ def _compared(rows: list[RowResult], specs: list[RowSpec], seed: int) -> list[Ro
         against = [compare(right[r.name], right["unpatched"], "unpatched", seed=seed)]
         if spec.control is not None:
             against.append(compare(right[r.name], right[spec.control], spec.control, seed=seed))
-        last = against[-1]
-        discordant = max((last.won + last.lost) / max(1, r.n), 0.05)
-        power = mcnemar_power(r.n, discordant, 0.05) if r.kind == "pack" else None
+        power = power_of(against[-1], r.n) if r.kind == "pack" else None
         out.append(RowResult(**{**r.__dict__, "comparisons": against,
                                 "power": None if power is None else round(power, 3)}))
     return out

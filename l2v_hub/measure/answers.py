@@ -24,8 +24,8 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from .problems import Problem
 from .prompts import encode, is_completion, pad_id, question_text, render, tokenizer_of
 
-__all__ = ["Answer", "answer_problems", "final_letter", "final_number", "is_step_by_step",
-           "non_ascii_share", "score", "summarize"]
+__all__ = ["Answer", "answer_problems", "final_letter", "final_number", "generate_texts",
+           "is_step_by_step", "non_ascii_share", "score", "stops_for", "summarize"]
 
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 _SEGMENT = re.compile(r"\n+|(?<=[.!?])\s+")
@@ -88,9 +88,16 @@ class _StopAt(StoppingCriteria):
         return torch.tensor([any(s in t for s in self.texts) for t in tails], device=input_ids.device)
 
 
-def _cut(text: str) -> tuple[str, bool]:
-    """``text`` up to the first stop string, and whether there was one."""
-    ends = [i for s in _STOPS if (i := text.find(s)) >= 0]
+def stops_for(prompt: str) -> tuple[str, ...]:
+    """The stop strings of an answer to ``prompt``: a base model's plain frame ends its answer at
+    the next ``Question:`` or ``Answer:`` line (:func:`~.prompts.is_completion`); a chat answer
+    at EOS only."""
+    return _STOPS if is_completion(prompt) else ()
+
+
+def _cut(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    """``text`` up to the first of ``stops``, and whether there was one."""
+    ends = [i for s in stops if (i := text.find(s)) >= 0]
     return (text[:min(ends)], True) if ends else (text, False)
 
 
@@ -142,6 +149,27 @@ def _device(model: Any) -> torch.device:
 
 
 @torch.inference_mode()
+def generate_texts(model: Any, processor_or_tokenizer: Any, inputs: dict[str, Any],
+                   max_new_tokens: int, stops: tuple[str, ...] = (),
+                   **generate: Any) -> list[tuple[str, bool]]:
+    """``(text, truncated)`` per row of ``inputs`` (:func:`~.prompts.encode_prompts`): greedy
+    (unless ``generate`` asks otherwise), ended by EOS or by the first of ``stops`` (cut off,
+    not kept), stripped; ``truncated`` when neither came within ``max_new_tokens``."""
+    tok = tokenizer_of(processor_or_tokenizer)
+    width = inputs["input_ids"].shape[1]
+    stop = {"stopping_criteria": StoppingCriteriaList([_StopAt(tok, stops, width)])} if stops else {}
+    gen = model.generate(**{k: v.to(_device(model)) for k, v in inputs.items()},
+                         **{"do_sample": False, **generate}, max_new_tokens=max_new_tokens,
+                         pad_token_id=pad_id(processor_or_tokenizer), **stop)
+    eos = _eos_ids(model, tok)
+    out = []
+    for row in gen[:, width:].tolist():
+        ended = next((k for k, t in enumerate(row) if t in eos), None)
+        text, stopped = _cut(tok.decode(row[:ended], skip_special_tokens=True), stops)
+        out.append((text.strip(), ended is None and not stopped))
+    return out
+
+
 def answer_problems(model: Any, processor_or_tokenizer: Any, problems: list[Problem],
                     max_new_tokens: int = 64, batch_size: int = 20, regime: str = "plain",
                     on_batch: Callable[[list[Answer]], None] | None = None) -> list[Answer]:
@@ -151,25 +179,14 @@ def answer_problems(model: Any, processor_or_tokenizer: Any, problems: list[Prob
     image. ``on_batch`` gets each batch's answers as they are done (to keep them on disk).
     """
     tok = tokenizer_of(processor_or_tokenizer)
-    pad = pad_id(processor_or_tokenizer)
     lengths = [len(question_text(p, regime)) for p in problems]
-    device = _device(model)
-    eos = _eos_ids(model, tok)
     out: list[Answer | None] = [None] * len(problems)
     for chunk in _batches(problems, lengths, batch_size):
         inputs = encode(processor_or_tokenizer, [problems[i] for i in chunk], regime)
-        width = inputs["input_ids"].shape[1]
-        cut = is_completion(render(processor_or_tokenizer, problems[chunk[0]], regime))
-        stop = {"stopping_criteria": StoppingCriteriaList([_StopAt(tok, _STOPS, width)])} if cut else {}
-        gen = model.generate(**{k: v.to(device) for k, v in inputs.items()}, do_sample=False,
-                             max_new_tokens=max_new_tokens, pad_token_id=pad, **stop)
+        stops = stops_for(render(processor_or_tokenizer, problems[chunk[0]], regime))
+        texts = generate_texts(model, processor_or_tokenizer, inputs, max_new_tokens, stops)
         done = []
-        for row, i in zip(gen[:, width:].tolist(), chunk, strict=True):
-            ended = next((k for k, t in enumerate(row) if t in eos), None)
-            text = tok.decode(row[:ended], skip_special_tokens=True)
-            text, stopped = _cut(text) if cut else (text, False)
-            text = text.strip()
-            truncated = ended is None and not stopped
+        for (text, truncated), i in zip(texts, chunk, strict=True):
             p = problems[i]
             final, correct = score(text, p)
             out[i] = Answer(p.id, text, len(tok(text, add_special_tokens=False)["input_ids"]),

@@ -22,8 +22,8 @@ import torch
 from ..errors import ArgumentError
 from .problems import Problem
 
-__all__ = ["REGIMES", "encode", "is_chat", "is_completion", "pad_id", "prompt_ids", "question_text",
-           "render", "tokenizer_of"]
+__all__ = ["REGIMES", "chat_prompt", "encode", "encode_prompts", "is_chat", "is_completion", "pad_id",
+           "prompt_ids", "question_text", "render", "tokenizer_of"]
 
 REGIMES = ("plain", "direct", "cot")
 _DIRECT = {False: "Answer with only the final number.",
@@ -68,17 +68,18 @@ def question_text(problem: Problem, regime: str = "plain") -> str:
     return "\n".join(lines)
 
 
-def render(processor_or_tokenizer: Any, problem: Problem, regime: str) -> str:
-    """The prompt text: the processor's chat template (image parts first), else the tokenizer's,
-    else ``Question: ...\\nAnswer:`` (a base model). Raises ``ArgumentError`` for an image
-    problem when there is no chat template to place the image in."""
-    words = question_text(problem, regime)
-    if problem.images:
+def chat_prompt(processor_or_tokenizer: Any, words: str, images: int = 0, *,
+                what: str = "the prompt") -> str:
+    """The prompt text for the user's ``words`` after ``images`` images: the processor's chat
+    template (image parts first), else the tokenizer's, else ``Question: ...\\nAnswer:`` (a base
+    model). Raises ``ArgumentError`` naming ``what`` when there are images and no chat template
+    to place them in."""
+    if images:
         if not getattr(processor_or_tokenizer, "chat_template", None):
-            raise ArgumentError(f"problem {problem.id!r} has an image, but "
+            raise ArgumentError(f"{what} has an image, but "
                                 f"{type(processor_or_tokenizer).__name__} has no chat template "
                                 "to place it in the prompt: pass the model's processor")
-        parts = [*({"type": "image"} for _ in problem.images), {"type": "text", "text": words}]
+        parts = [*({"type": "image"} for _ in range(images)), {"type": "text", "text": words}]
         return processor_or_tokenizer.apply_chat_template(
             [{"role": "user", "content": parts}], tokenize=False, add_generation_prompt=True)
     tok = tokenizer_of(processor_or_tokenizer)
@@ -86,6 +87,12 @@ def render(processor_or_tokenizer: Any, problem: Problem, regime: str) -> str:
         return tok.apply_chat_template([{"role": "user", "content": words}], tokenize=False,
                                        add_generation_prompt=True)
     return f"Question: {words}\nAnswer:"
+
+
+def render(processor_or_tokenizer: Any, problem: Problem, regime: str) -> str:
+    """``problem``'s prompt text in ``regime`` (:func:`chat_prompt`)."""
+    return chat_prompt(processor_or_tokenizer, question_text(problem, regime), len(problem.images),
+                       what=f"problem {problem.id!r}")
 
 
 def prompt_ids(tokenizer: Any, question: str) -> list[int]:
@@ -113,10 +120,24 @@ def _images(problem: Problem) -> list[Any]:
     return out
 
 
+def encode_prompts(processor_or_tokenizer: Any, texts: list[str],
+                   images: list[list[Any]] | None = None) -> dict[str, Any]:
+    """Rendered prompt ``texts`` as one left-padded batch of model inputs: ``input_ids``
+    ``[B, W]``, ``attention_mask`` and, with ``images`` (PIL images per row, the same count in
+    every row), what the processor makes of them (``pixel_values``, ...)."""
+    tok = tokenizer_of(processor_or_tokenizer)
+    special = {"add_special_tokens": not is_chat(processor_or_tokenizer)}
+    with _left_padding(tok):
+        if not images:
+            return dict(tok(texts, padding=True, return_tensors="pt", **special))
+        out = processor_or_tokenizer(text=texts, images=images, padding=True, return_tensors="pt",
+                                     **special)
+    return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+
 def encode(processor_or_tokenizer: Any, problems: list[Problem], regime: str) -> dict[str, Any]:
     """One left-padded batch of ``problems`` (all with the same number of images), as the
-    model's inputs: ``input_ids`` ``[B, W]``, ``attention_mask`` and, for image rows, what the
-    processor makes of the images (``pixel_values``, ...).
+    model's inputs (:func:`encode_prompts`).
 
     Raises ``ArgumentError`` when a problem has an image and no image processor was given.
     """
@@ -126,11 +147,5 @@ def encode(processor_or_tokenizer: Any, problems: list[Problem], regime: str) ->
             f"{type(processor_or_tokenizer).__name__}, not a processor with an image "
             "processor: pass the model's AutoProcessor")
     texts = [render(processor_or_tokenizer, p, regime) for p in problems]
-    tok = tokenizer_of(processor_or_tokenizer)
-    special = {"add_special_tokens": not is_chat(processor_or_tokenizer)}
-    with _left_padding(tok):
-        if not problems[0].images:
-            return dict(tok(texts, padding=True, return_tensors="pt", **special))
-        out = processor_or_tokenizer(text=texts, images=[_images(p) for p in problems],
-                                     padding=True, return_tensors="pt", **special)
-    return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+    images = [_images(p) for p in problems] if problems[0].images else None
+    return encode_prompts(processor_or_tokenizer, texts, images)

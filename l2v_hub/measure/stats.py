@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["Paired", "compare", "mcnemar_exact", "mcnemar_power", "paired_bootstrap"]
+__all__ = ["Paired", "compare", "mcnemar_exact", "mcnemar_power", "paired_bootstrap", "power_of"]
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -91,3 +91,11 @@ def compare(row: Sequence[bool], other: Sequence[bool], against: str, *, seed: i
     low, high = paired_bootstrap(row, other, seed=seed) if len(row) >= 2 else (None, None)
     return Paired(against, won, lost, (won - lost) / max(1, len(row)), mcnemar_exact(won, lost),
                   low, high)
+
+
+def power_of(paired: Paired, n: int, delta: float = 0.05, alpha: float = 0.05) -> float:
+    """The power of ``paired``'s exact test over ``n`` problems to detect a true difference of
+    ``delta`` at ``alpha``, at its observed discordant share (at least ``|delta|``, so that a
+    comparison with no discordant problem still gets a power): what an eval report gives."""
+    discordant = max((paired.won + paired.lost) / max(1, n), abs(delta))
+    return mcnemar_power(n, discordant, delta, alpha)

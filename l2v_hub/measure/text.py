@@ -14,11 +14,13 @@ __all__ = ["neutral_text", "perplexity", "written_logits"]
 
 
 @torch.inference_mode()
-def written_logits(model: Any, prompt: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
+def written_logits(model: Any, prompt: torch.Tensor, written: torch.Tensor,
+                   **inputs: torch.Tensor) -> torch.Tensor:
     """Next-token logits, float32 ``[len(written) + 1, vocab]``, for ``written`` ([1, W] ids)
     read as text the model writes after ``prompt`` ([1, P] ids): the prompt in one forward, the
     written tokens in a second one on its cache, so a patch steers them exactly as it steers
-    generated tokens. Row j predicts ``written[j]``; the last row, the token after them."""
+    generated tokens. Row j predicts ``written[j]``; the last row, the token after them.
+    ``inputs``: more of the prompt's inputs (a processor's ``pixel_values``, ...)."""
     device = next(p.device for p in model.parameters())
     prompt, written = prompt.to(device), written.to(device)
     # Qwen2-VL and its kin keep the M-RoPE offsets of the last generate call on the module and
@@ -26,7 +28,8 @@ def written_logits(model: Any, prompt: torch.Tensor, written: torch.Tensor) -> t
     for module in model.modules():
         if getattr(module, "rope_deltas", None) is not None:
             module.rope_deltas = None
-    first = model(input_ids=prompt, attention_mask=torch.ones_like(prompt), use_cache=True)
+    first = model(input_ids=prompt, attention_mask=torch.ones_like(prompt), use_cache=True,
+                  **{k: v.to(device) for k, v in inputs.items()})
     if written.shape[1] == 0:
         return first.logits[0, -1:].float()
     # transformers 5.x names the cache `cache`; 4.x `past_key_values`.
