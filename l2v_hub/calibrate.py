@@ -33,6 +33,7 @@ from .calibration_record import Calibration, GridPoint, Measures
 from .errors import ArgumentError, IncompatiblePackError
 from .hub import identify_model
 from .loader import MAX_STRENGTH, patch, text_dims
+from .loader.families import NEEDS_IMAGE
 from .measure import answer_problems, builtin_problems, perplexity, random_directions, summarize
 from .measure.problems import Problem, problems_sha256
 from .measure.text import neutral_text
@@ -127,7 +128,8 @@ def calibrate(
     problems; ``problems_source`` names given ones in the record) and ``pairs`` (default: 16
     builtin pairs, for s_i and the own direction). ``version``
     defaults to the next minor version. Raises ``IncompatiblePackError`` when the model's text
-    dimensions differ from the pack's target, ``ValueError`` for bad arguments.
+    dimensions differ from the pack's target or its forwards need an image (``NEEDS_IMAGE``),
+    ``ValueError`` for bad arguments.
     """
     if not 0 < budget <= 10:
         raise ArgumentError(f"budget must be in (0, 10] (0.10 = +10% perplexity), got {budget!r}")
@@ -141,6 +143,12 @@ def calibrate(
         raise IncompatiblePackError(
             f"pack {pack.name!r} is for hidden_size={pack.target.hidden_size}, num_layers="
             f"{pack.target.num_layers}; the model has {dims.hidden_size}, {dims.num_layers}")
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in NEEDS_IMAGE:
+        raise IncompatiblePackError(
+            f"a {model_type} model needs an image in every forward, and calibration's forwards "
+            "(the own direction, perplexity, answers) are text only: it cannot be calibrated. "
+            "Apply the uncalibrated pack: l2v_hub.patch measures s_i on it (docs/loader.md)")
     ref = identify_model(model, model_id=model_id)
     new_version = version or next_version(pack.version)
     text, text_sha = neutral_text()

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import tiny_models
 import torch
 from click.testing import CliRunner
 from conftest import random_pack
@@ -190,6 +191,17 @@ def test_a_pack_for_other_dimensions_is_refused() -> None:
     with pytest.raises(IncompatiblePackError, match="hidden_size=48"):
         run_calibrate(tiny_llama(hidden=HIDDEN, layers=LAYERS), byte_tokenizer(),
                       random_pack(48, LAYERS, target_id=TARGET))
+
+
+def test_a_family_whose_forward_needs_an_image_is_refused_before_any_forward() -> None:
+    # Kosmos-2 raised transformers' own "You have to specify either pixel_values or image_embeds"
+    # from the first text-only forward.
+    model = tiny_models.build("kosmos-2")
+    calls: list[int] = []
+    model.register_forward_pre_hook(lambda m, a: calls.append(1))
+    with pytest.raises(IncompatiblePackError, match=r"kosmos-2 model needs an image.*l2v_hub\.patch"):
+        calibrate(random_pack(tiny_models.HIDDEN, tiny_models.LAYERS), model, byte_tokenizer(), progress=False)
+    assert not calls
 
 
 # -- the record travels with the pack -----------------------------------------------------------
