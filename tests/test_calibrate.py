@@ -200,7 +200,8 @@ def test_a_family_whose_forward_needs_an_image_is_refused_before_any_forward() -
     calls: list[int] = []
     model.register_forward_pre_hook(lambda m, a: calls.append(1))
     with pytest.raises(IncompatiblePackError, match=r"kosmos-2 model needs an image.*l2v_hub\.patch"):
-        calibrate(random_pack(tiny_models.HIDDEN, tiny_models.LAYERS), model, byte_tokenizer(), progress=False)
+        calibrate(random_pack(tiny_models.HIDDEN, tiny_models.LAYERS), model, byte_tokenizer(),
+                  model_id="tiny/vlm", progress=False)
     assert not calls
 
 
