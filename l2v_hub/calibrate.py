@@ -51,6 +51,7 @@ from .calibration_record import CRITERIA, Behaviour, Calibration, GridPoint, Mea
 from .errors import ArgumentError, IncompatiblePackError
 from .hub import identify_model
 from .loader import MAX_STRENGTH, patch, text_dims
+from .loader.families import NEEDS_IMAGE
 from .measure import answer_problems, builtin_problems, perplexity, random_directions, summarize
 from .measure.behaviour import READABLE_PPL, behaviour_sweep
 from .measure.problems import Problem, problems_sha256
@@ -217,11 +218,13 @@ def calibrate(
     own ``method.token`` when it is one of these and the pairs are response-style, else
     ``last``), so that s_i measures the target's direction as the pack's was read.
     ``version`` defaults to the next minor version. Raises ``IncompatiblePackError`` when the
-    model's text dimensions differ from the pack's target, ``ValueError`` for bad arguments.
+    model's text dimensions differ from the pack's target or its forwards need an image
+    (``NEEDS_IMAGE``), ``ValueError`` for bad arguments.
     """
     if criterion not in CRITERIA:
         raise ArgumentError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     behaviour = criterion == "behaviour"
+    fallback_grid = DEFAULT_GRID if grid is None else grid  # the perplexity sweep's, if it comes to it
     if grid is None:
         grid = BEHAVIOUR_GRID if behaviour else DEFAULT_GRID
     if positions is None:
@@ -240,6 +243,12 @@ def calibrate(
         raise IncompatiblePackError(
             f"pack {pack.name!r} is for hidden_size={pack.target.hidden_size}, num_layers="
             f"{pack.target.num_layers}; the model has {dims.hidden_size}, {dims.num_layers}")
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in NEEDS_IMAGE:
+        raise IncompatiblePackError(
+            f"a {model_type} model needs an image in every forward, and calibration's forwards "
+            "(the own direction, perplexity, answers) are text only: it cannot be calibrated. "
+            "Apply the uncalibrated pack: l2v_hub.patch measures s_i on it (docs/loader.md)")
     ref = identify_model(model, model_id=model_id)
     new_version = version or next_version(pack.version)
     text, text_sha = neutral_text()
@@ -267,7 +276,7 @@ def calibrate(
                         ref.model_id)[1]
     else:
         strength, policy, points, reason = _by_perplexity(
-            model, tokenizer, base_pack, text, base, budget, DEFAULT_GRID if behaviour else grid,
+            model, tokenizer, base_pack, text, base, budget, fallback_grid,
             DEFAULT_POSITIONS if behaviour else positions, ref.model_id)
         if behaviour:
             criterion = "perplexity"

@@ -13,6 +13,7 @@ from .errors import PackError
 
 __all__ = [
     "HOOK_SITE",
+    "MAX_SCALE",
     "READS",
     "SCALE_MEASURES",
     "SCHEMA_VERSION",
@@ -67,6 +68,9 @@ READS: tuple[str, ...] = get_args(Read)
 ScaleMeasure = Literal["cot_norm", "token_spread", "imported"]
 SCALE_MEASURES: tuple[str, ...] = get_args(ScaleMeasure)
 
+# The largest s_i a pack may hold: the loader forms s_i * v_i in float32 (l2v_hub/loader/steer.py),
+# and a larger value is inf there (np.finfo(np.float32).max, spelled out to keep torch out).
+MAX_SCALE = 3.4028234663852886e38
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
@@ -296,6 +300,10 @@ def _scale(r: _Reader) -> Scale:
                  for x in values)
         if not values or not ok:
             raise r.fail("values", "a non-empty list of finite positive numbers, or null", values)
+        big = next((i for i, x in enumerate(values) if x > MAX_SCALE), None)
+        if big is not None:
+            raise r.fail(f"values[{big}]", f"at most float32's largest value {MAX_SCALE:.8g} (the "
+                         "loader forms the push s_i * v_i in float32)", values[big])
         values = tuple(float(x) for x in values)
     elif measure == "imported":
         raise r.fail("values", "a list of positive numbers for measure 'imported' (the norms of the "

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import tiny_models
 import torch
 from click.testing import CliRunner
 from conftest import random_pack
@@ -247,6 +248,18 @@ def test_the_cli_patches_with_the_model_id_it_was_given(tmp_path: Path) -> None:
     both = CliRunner().invoke(main, [*args, "--problems", "1", "--calibration-problems", "3",
                                      "--overwrite"])
     assert both.exit_code == 2 and "disagree" in both.output  # before the model loads
+
+
+def test_a_family_whose_forward_needs_an_image_is_refused_before_any_forward() -> None:
+    # Kosmos-2 raised transformers' own "You have to specify either pixel_values or image_embeds"
+    # from the first text-only forward.
+    model = tiny_models.build("kosmos-2")
+    calls: list[int] = []
+    model.register_forward_pre_hook(lambda m, a: calls.append(1))
+    with pytest.raises(IncompatiblePackError, match=r"kosmos-2 model needs an image.*l2v_hub\.patch"):
+        calibrate(random_pack(tiny_models.HIDDEN, tiny_models.LAYERS), model, byte_tokenizer(),
+                  model_id="tiny/vlm", progress=False)
+    assert not calls
 
 
 # -- the record travels with the pack -----------------------------------------------------------

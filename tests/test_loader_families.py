@@ -16,12 +16,12 @@ import transformers
 from conftest import random_pack
 from packaging.version import Version
 from tiny_families import OVERRIDES, tiny_config
-from tiny_models import CONFIGS, transformers_version
+from tiny_models import CONFIGS, HIDDEN, LAYERS, build, model_type_params, transformers_version
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
 import l2v_hub
 from l2v_hub.errors import ArgumentError
-from l2v_hub.loader.families import BLOCK_PATHS, REFUSED, UNVERIFIED
+from l2v_hub.loader.families import BLOCK_PATHS, NEEDS_IMAGE, REFUSED, UNVERIFIED
 from l2v_hub.loader.layers import find_blocks
 
 IMAGE_TEXT_TO_TEXT = sorted(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
@@ -171,3 +171,44 @@ def tiny_model(model_type: str) -> torch.nn.Module:
     config._attn_implementation = "eager"
     torch.manual_seed(0)
     return transformers.AutoModelForImageTextToText.from_config(config).eval()
+
+
+class TinyTokenizer:
+    """Text to ids of the tiny models' vocabulary (128): BOS, then one id per character."""
+
+    def __call__(self, text: str) -> dict[str, list[int]]:
+        return {"input_ids": [1, *(6 + ord(c) % 100 for c in text)]}
+
+
+@pytest.mark.parametrize("model_type", [p for p in model_type_params()
+                                        if p.values[0] in NEEDS_IMAGE])
+def test_s_i_is_measured_on_the_text_alone_where_every_forward_needs_an_image(
+        model_type: str) -> None:
+    """Kosmos-2 and IDEFICS raise on a forward without an image (Kosmos-2: "You have to specify
+    either pixel_values or image_embeds"), which patch() ran to measure s_i. The measurement now
+    runs with an image no token sees: the same states as the text model alone (Kosmos-2), or as
+    with another image (IDEFICS)."""
+    from l2v_hub.loader.scale import block_outputs, neutral_text, token_measures
+
+    model = build(model_type)
+    ids = torch.tensor([TinyTokenizer()(neutral_text()[0])["input_ids"]])
+    if model_type == "kosmos-2":
+        reference = block_outputs(model.text_model, ids)
+    else:
+        blocks = find_blocks(model).blocks
+        reference = []
+        handles = [b.register_forward_hook(lambda m, a, out: reference.append(
+            (out[0] if isinstance(out, tuple) else out).float())) for b in blocks]
+        with torch.no_grad():
+            model(input_ids=ids, use_cache=False, pixel_values=torch.rand(1, 1, 3, 8, 8),
+                  image_attention_mask=torch.zeros(1, ids.shape[1], 1, dtype=torch.long))
+        for handle in handles:
+            handle.remove()
+    want = torch.tensor([token_measures(o[0])["token_spread"] for o in reference])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the pack's target id is not the tiny model's
+        handle = l2v_hub.patch(model, random_pack(HIDDEN, LAYERS, scale=None),
+                               tokenizer=TinyTokenizer())
+    assert handle.scale_origin == "measured"
+    torch.testing.assert_close(handle.scales, want, rtol=1e-6, atol=0)
+    handle.remove()

@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+import transformers
 from conftest import random_pack
 from packaging.version import Version
 from tiny_models import (
@@ -267,8 +268,8 @@ def test_strength_and_enabled_change_without_repatching(model: torch.nn.Module) 
         half = logits(model)
         handle.strength = 0.9
         assert not torch.allclose(logits(model), half)
-        handle.strength = 0.0  # norm_preserving_add with lambda 0 is the identity
-        torch.testing.assert_close(logits(model), before, atol=1e-5, rtol=0)
+        handle.strength = 0.0  # lambda 0 is the identity, bit for bit
+        assert torch.equal(logits(model), before)
         handle.strength = 0.5
         handle.enabled = False
         assert torch.equal(logits(model), before)
@@ -378,3 +379,107 @@ def test_a_model_from_a_local_folder_warns_naming_the_pack_target(tmp_path) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         l2v_hub.patch(model, tiny_pack(target_id="org/the-model"), model_id="org/the-model").remove()
+
+
+@pytest.mark.parametrize("op", ["norm_preserving_add", "add"])
+def test_strength_zero_and_disabled_are_the_identity_bit_for_bit(model: torch.nn.Module,
+                                                                  op: str) -> None:
+    # The float32 round trip of norm_preserving_add with a zero push moved logits by ~1e-7.
+    before = logits(model)
+    with l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.0, op=op,
+                       positions="all") as handle:
+        assert torch.equal(logits(model), before)
+        handle.strength = 0.5
+        assert not torch.equal(logits(model), before)
+        handle.enabled = False
+        assert torch.equal(logits(model), before)
+
+
+def test_a_push_beyond_float32_is_refused_naming_the_field(model: torch.nn.Module) -> None:
+    """s_i = 3e38 (below float32's largest, 3.4e38) at strength 10 gave NaN logits while the
+    float64 formula is finite: the push p = lambda * s_i * v_i is formed in float32."""
+    before = logits(model)
+    pack = tiny_pack(scale=3e38)
+    with pytest.raises(ArgumentError, match=r"strength 10.0 .*scale\.values\[\d\].*at most"):
+        l2v_hub.patch(model, pack, layers=STEERED, strength=10.0, positions="all")
+    assert hook_count(model) == 0 and torch.equal(logits(model), before)
+    with l2v_hub.patch(model, pack, layers=STEERED, strength=1.0, positions="all") as handle:
+        assert torch.isfinite(logits(model)).all()
+        with pytest.raises(ArgumentError, match=r"strength -10\.0") as refused:
+            handle.strength = -10.0
+        limit = float(str(refused.value).rsplit(" ", 1)[-1])
+        assert handle.strength == 1.0 and 1.0 < limit < 10.0
+        handle.strength = -limit  # the largest allowed push is still finite, and steers
+        assert torch.isfinite(logits(model)).all()
+    with pytest.raises(PackError, match=r"scale\.values\[0\].*float32"):
+        tiny_pack(scale=1e39).validate()
+
+
+def test_a_dtype_round_trip_steers_like_a_fresh_patch_of_the_same_weights(
+        model: torch.nn.Module) -> None:
+    """``model.to(bfloat16).to(float32)`` rounds the weights; a patch kept through it steers
+    exactly like a fresh patch of a copy with those weights: the push is held in float32 from
+    the pack, not in the model's dtype (a measured s_i: tests/test_loader_scale.py)."""
+    import copy
+
+    options = dict(layers=STEERED, strength=0.5, positions="all")
+    with l2v_hub.patch(model, tiny_pack(), **options):
+        model.to(torch.bfloat16)
+        assert logits(model).dtype == torch.bfloat16
+        model.to(torch.float32)
+        kept = logits(model)
+    twin = copy.deepcopy(model)
+    with l2v_hub.patch(twin, tiny_pack(), **options):
+        assert torch.equal(kept, logits(twin))
+
+
+@pytest.mark.parametrize("model_type", [p for p in model_type_params()
+                                        if p.values[0] in ("llama", "llava")])
+def test_output_hidden_states_reports_the_steered_block_output(model_type: str) -> None:
+    """hidden_states[i + 1] is what block i + 1 receives: the steered output of block i
+    (transformers 5.x records it with its own forward hooks on the blocks)."""
+    model = build(model_type)
+    blocks = l2v_hub.loader.find_blocks(model).blocks
+    tokens = torch.tensor([PROMPTS[0]])
+
+    def states() -> tuple[torch.Tensor, ...]:
+        with torch.no_grad():
+            return model(input_ids=tokens, output_hidden_states=True).hidden_states
+
+    plain = states()  # transformers' recording hooks are registered by now (5.x)
+    received: list[torch.Tensor] = []
+    blocks[1].register_forward_pre_hook(lambda m, args, kwargs: received.append(
+        (args[0] if args else kwargs["hidden_states"]).clone()), with_kwargs=True)
+    with l2v_hub.patch(model, tiny_pack(), layers=[0], strength=0.5, positions="all"):
+        steered = states()
+    assert torch.equal(steered[0], plain[0]) and not torch.equal(steered[1], plain[1])
+    assert torch.equal(steered[1], received[-1])
+
+
+@pytest.mark.skipif(not hasattr(transformers.GenerationMixin, "init_continuous_batching"),
+                    reason=f"transformers {transformers_version} has no continuous batching")
+def test_continuous_batching_is_refused_in_the_caller_s_thread(model: torch.nn.Module) -> None:
+    """generate_batch ran the tracker in transformers' worker thread, which logged its error and
+    returned no tokens for every request: it is refused before any work, at every entry point
+    (all of them get their manager from init_continuous_batching), on copies too."""
+    import copy
+
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=2, do_sample=False, eos_token_id=-1, pad_token_id=0)
+    handle = l2v_hub.patch(model, tiny_pack(), layers=STEERED, strength=0.5)
+    refused = r"patched \w+ cannot run transformers' continuous batching.*model\.generate"
+    with pytest.raises(ArgumentError, match=refused):
+        model.generate_batch([[5, 6, 7], [8, 9]], generation_config=config)
+    with pytest.raises(ArgumentError, match=refused):
+        model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=2, cache_implementation="paged")
+    with pytest.raises(ArgumentError, match=refused), model.continuous_batching_context_manager():
+        pass
+    assert getattr(model, "_cached_continuous_batching_manager", None) is None
+    clone = copy.deepcopy(model)
+    with pytest.raises(ArgumentError, match=refused):
+        clone.init_continuous_batching(generation_config=config)
+    handle.remove()
+    assert l2v_hub.unpatch(clone) == 1
+    for unpatched in (model, clone):
+        assert "init_continuous_batching" not in vars(unpatched) and hook_count(unpatched) == 0

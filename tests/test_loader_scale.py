@@ -5,6 +5,7 @@ is refused before the model is touched."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from pathlib import Path
 
@@ -95,6 +96,38 @@ def test_s_i_is_measured_once_per_model() -> None:
     assert len(calls) == 1
 
 
+@pytest.mark.parametrize("change", ["dtype round trip", "in-place edit"])
+def test_s_i_is_measured_again_once_the_weights_change(change: str) -> None:
+    """A measurement kept from before ``model.to(bfloat16).to(float32)`` (or an optimizer step)
+    is of other weights: a later patch measures the model as it is, like a fresh copy of it."""
+    model, tok = tiny_llama(hidden=HIDDEN, layers=LAYERS), byte_tokenizer()
+    pack = random_pack(HIDDEN, LAYERS, scale=None)
+    before = measure_scales(model, tokenizer=tok)
+    if change == "dtype round trip":
+        model.to(torch.bfloat16).to(torch.float32)
+    else:
+        with torch.no_grad():
+            model.model.layers[0].mlp.down_proj.weight.mul_(3.0)
+    twin = copy.deepcopy(model)  # a fresh object (nothing measured on it): buffers rounded too
+    ids = torch.tensor([[7, 8, 9, 10]])
+    with l2v_hub.patch(model, pack, tokenizer=tok, positions="all") as a, torch.no_grad():
+        got = model(input_ids=ids).logits
+        with l2v_hub.patch(twin, pack, tokenizer=tok, positions="all") as b:
+            assert not torch.equal(a.scales, before) and torch.equal(a.scales, b.scales)
+            assert torch.equal(got, twin(input_ids=ids).logits)
+
+
+def test_a_measured_s_i_beyond_float32_is_refused() -> None:
+    # Every entry of the last block's states +-3e38 (finite): their spread is beyond float32.
+    model, tok = tiny_llama(hidden=HIDDEN, layers=LAYERS), byte_tokenizer()
+    find_blocks(model).blocks[3].register_forward_hook(
+        lambda m, a, out: torch.randn_like(out).sign() * 3e38)
+    with pytest.raises(IncompatiblePackError, match=r"token_spread measured at blocks \[3\]"):
+        l2v_hub.patch(model, random_pack(HIDDEN, LAYERS, scale=None), tokenizer=tok)
+    assert not any(isinstance(h, BlockSteerer) for b in find_blocks(model).blocks
+                   for h in b._forward_hooks.values())
+
+
 def test_the_tokenizer_is_loaded_from_name_or_path_when_not_given(tmp_path: Path, hf_offline) -> None:
     tok = byte_tokenizer()
     tok.save_pretrained(tmp_path / "model")
@@ -130,3 +163,22 @@ def test_a_cot_norm_scale_cannot_be_measured_at_patch_time() -> None:
     with pytest.raises(IncompatiblePackError, match="l2v-hub calibrate"):
         l2v_hub.patch(model, pack, tokenizer=byte_tokenizer())
     assert hook_count(model) == 0
+
+
+def test_the_no_tokenizer_error_quotes_the_cause_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 20: the cause was cut at 120 characters, mid-URL ("...listed on
+    # 'https://huggingface.co/mo)").
+    import transformers
+
+    cause = ("org/missing is not a local folder and is not a valid model identifier listed on "
+             "'https://huggingface.co/models'. If this is a private repository, pass a token.")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(cause)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", refuse)
+    model = tiny_llama(hidden=HIDDEN, layers=LAYERS)
+    model.name_or_path = "org/missing"
+    with pytest.raises(IncompatiblePackError) as caught:
+        l2v_hub.patch(model, random_pack(HIDDEN, LAYERS, scale=None), model_id="tiny/vlm")
+    assert cause in str(caught.value) and "Pass tokenizer= to l2v_hub.patch" in str(caught.value)

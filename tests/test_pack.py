@@ -162,6 +162,8 @@ CASES = [
     (lambda f: edit_json(f, lambda m: m["scale"].update(values=[1.0] * 5 + [-2.0])), ["scale.values"]),
     (lambda f: edit_json(f, lambda m: m["scale"].update(values=[1.0] * 5 + [True])), ["scale.values"]),
     (lambda f: edit_json(f, lambda m: m["scale"].update(values=[1.0] * 5 + ["1"])), ["scale.values"]),
+    (lambda f: edit_json(f, lambda m: m["scale"].update(values=[1.0] * 5 + [1e39])),
+     ["scale.values[5]", "float32"]),
     (lambda f: edit_json(f, lambda m: m["scale"].update(values=[])), ["scale.values"]),
     (lambda f: edit_json(f, lambda m: m["scale"].update(values=1.0)), ["scale.values"]),
     (lambda f: (f / "pack.json").write_text((f / "pack.json").read_text().replace("[\n      1.0", "[\n      Infinity")),

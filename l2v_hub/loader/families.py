@@ -10,7 +10,12 @@ upgrade cannot silently lose coverage.
 
 from __future__ import annotations
 
-__all__ = ["BLOCK_PATHS", "ENCODER_DECODER", "REFUSED", "TRACKED_AT", "UNVERIFIED"]
+from typing import Any
+
+import torch
+
+__all__ = ["BLOCK_PATHS", "ENCODER_DECODER", "NEEDS_IMAGE", "REFUSED", "TRACKED_AT", "UNVERIFIED",
+           "text_only_inputs"]
 
 # 5.x: <Model>.model.language_model.layers; 4.51: <Model>.language_model (a ForCausalLM).model.layers
 _LANGUAGE_MODEL = ("model.language_model.layers", "language_model.model.layers")
@@ -120,6 +125,36 @@ BLOCK_PATHS: dict[str, tuple[str, ...]] = {
 TRACKED_AT: dict[str, str] = {
     "kosmos-2": "text_model",  # Kosmos2ForConditionalGeneration.generate: text_model.generate
 }
+
+# Types whose every forward needs an image input (each raises without one), and what
+# text_only_inputs gives them so that a forward of text alone runs.
+NEEDS_IMAGE: dict[str, str] = {
+    "kosmos-2": "image_embeds of zero image tokens (no image, no placeholder replaced)",
+    "idefics": "one black image of the vision tower's size, which no token attends to",
+}
+
+
+def text_only_inputs(model: Any, input_ids: torch.Tensor) -> dict[str, Any]:
+    """What a forward of ``input_ids`` ([B, T], text only) needs besides them where the family's
+    forward refuses to run without an image (``NEEDS_IMAGE``): inputs under which the text's
+    states are exactly those of the text alone (its tokens see no image; tested against the
+    text model alone and against another image). {} for every other family."""
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in NEEDS_IMAGE:
+        return {}
+    weight = next(p for p in model.parameters() if p.is_floating_point())
+    batch, length = input_ids.shape
+    options = {"device": input_ids.device}
+    if model_type == "kosmos-2":
+        width = model.config.get_text_config().hidden_size
+        return {"image_embeds": torch.zeros(batch, 0, width, dtype=weight.dtype, **options),
+                "image_embeds_position_mask": torch.zeros_like(input_ids)}
+    vision = model.config.vision_config  # idefics: [B, images, C, S, S], [B, T, images]
+    size = (vision.image_size,) * 2 if isinstance(vision.image_size, int) else vision.image_size
+    return {"pixel_values": torch.zeros(batch, 1, vision.num_channels, *size, dtype=weight.dtype,
+                                        **options),
+            "image_attention_mask": torch.zeros(batch, length, 1, dtype=torch.long, **options)}
+
 
 REFUSED: dict[str, str] = {
     "florence2": ENCODER_DECODER,

@@ -1,7 +1,8 @@
 """What ``patch`` adds to a model, recognised on the model itself (so also on its copies).
 
-A patched model holds three kinds of l2v-hub objects: the position tracker's ``TrackerHook``,
-one ``BlockSteerer`` per steered block and a ``SteeredGenerate`` instance attribute. All of them
+A patched model holds four kinds of l2v-hub objects: the position tracker's ``TrackerHook``,
+one ``BlockSteerer`` per steered block, a ``SteeredGenerate`` instance attribute and, where the
+model has transformers' continuous batching, a ``RefusedContinuousBatching`` one. All of them
 pickle and deep-copy, so ``copy.deepcopy``, ``pickle`` and ``torch.save`` of a patched model give
 an independent patched model (docs/loader.md, "Copies"): its own tracker (fresh per-forward
 state), its own controls (strength and enabled as at copy time) and a ``generate`` bound to the
@@ -16,10 +17,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ArgumentError
 from .positions import PositionTracker
 from .steer import BlockSteerer
 
-__all__ = ["SteeredGenerate", "TrackerHook", "remove_steering", "steering_hooks"]
+__all__ = ["CONTINUOUS_BATCHING", "RefusedContinuousBatching", "SteeredGenerate", "TrackerHook",
+           "remove_steering", "steering_hooks"]
+
+# transformers 5.x's one entry point of continuous batching: generate_batch,
+# continuous_batching_context_manager, generate(cache_implementation="paged") and `transformers
+# serve` all get their manager from the model's init_continuous_batching.
+CONTINUOUS_BATCHING = "init_continuous_batching"
 
 # Where nn.Module keeps a hook by its id (RemovableHandle.remove deletes from the same dicts).
 _HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
@@ -66,6 +74,30 @@ class SteeredGenerate:
         return (SteeredGenerate, (self.tracker, self.generate))
 
 
+class RefusedContinuousBatching:
+    """The patched model's ``init_continuous_batching`` (an instance attribute): raises, before
+    any work, in the caller's thread.
+
+    Continuous batching packs every request's tokens into one row behind a 4D mask and shares
+    cached prompt prefixes between requests, so the positions and prompt lengths the tracker
+    steers by cannot be told from its forward; run in transformers' worker thread, the tracker's
+    error was logged there and every request came back with no tokens. A class so that it
+    pickles and deep-copies with the model."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise ArgumentError(
+            f"a patched {self.model_name} cannot run transformers' continuous batching "
+            "(generate_batch, continuous_batching_context_manager, init_continuous_batching, "
+            "generate(cache_implementation='paged'), `transformers serve --continuous-batching`): "
+            "it packs all requests into one row and shares cached prefixes between them, so "
+            "which positions of each request to steer cannot be told. Use model.generate (a "
+            "left-padded batch steers each row as it is steered alone), or l2v_hub.unpatch(model)"
+        )
+
+
 def _is_steering(hook: Any) -> bool:
     return isinstance(hook, BlockSteerer | TrackerHook)
 
@@ -84,6 +116,9 @@ def remove_steering(model: nn.Module) -> bool:
     for module, key in found:
         for name in _HOOK_DICTS:
             getattr(module, name, {}).pop(key, None)
+    refusal = isinstance(vars(model).get(CONTINUOUS_BATCHING), RefusedContinuousBatching)
+    if refusal:
+        delattr(model, CONTINUOUS_BATCHING)
     wrapper = vars(model).get("generate")
     if isinstance(wrapper, SteeredGenerate):
         inner = wrapper.generate
@@ -93,4 +128,4 @@ def remove_steering(model: nn.Module) -> bool:
             del model.generate
         else:
             model.generate = inner
-    return bool(found) or isinstance(wrapper, SteeredGenerate)
+    return bool(found) or refusal or isinstance(wrapper, SteeredGenerate)

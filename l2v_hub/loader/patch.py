@@ -28,11 +28,18 @@ from ..pack import Pack, PathLike
 from .compiled import forget_compiled_code, unwrap_compiled
 from .families import TRACKED_AT
 from .fit import as_pack, check_fit
-from .hooks import SteeredGenerate, TrackerHook, remove_steering, steering_hooks
+from .hooks import (
+    CONTINUOUS_BATCHING,
+    RefusedContinuousBatching,
+    SteeredGenerate,
+    TrackerHook,
+    remove_steering,
+    steering_hooks,
+)
 from .layers import find_blocks
 from .positions import PositionTracker
 from .scale import measure_scales
-from .steer import BlockSteerer, Controls, vector_for
+from .steer import F32_MAX, BlockSteerer, Controls, push_limit, vector_for
 
 __all__ = ["MAX_STRENGTH", "Patch", "as_pack", "check_strength", "patch", "unpatch"]
 
@@ -59,11 +66,14 @@ class Patch:
         #: "measured" (an uncalibrated pack: measured on this model at patch time).
         self.scales, self.scale_origin = scales, scale_origin
         self._model_ref = weakref.ref(model)
-        self._controls = Controls(strength)
+        # The largest |lambda| whose push is finite in float32 at every steered block, and the
+        # block that bounds it (a strength beyond would make inf, then NaN logits).
+        self._limit = push_limit(pack.directions, scales, layers)
+        self._controls = Controls(self._check_push(strength))
         self._handles: list[RemovableHandle] = []
         self._modules: list[nn.Module] = []
-        self._generate: Any = None
-        self._previous_generate: Any = _MISSING
+        # The instance attributes patch set on the model: name -> (what it set, what was there).
+        self._attributes: dict[str, tuple[Any, Any]] = {}
 
     @property
     def strength(self) -> float:
@@ -72,7 +82,18 @@ class Patch:
 
     @strength.setter
     def strength(self, value: float) -> None:
-        self._controls.strength = check_strength(value)
+        self._controls.strength = self._check_push(check_strength(value))
+
+    def _check_push(self, strength: float) -> float:
+        limit, block = self._limit
+        if abs(strength) > limit:
+            field = ("scale.values" if self.scale_origin == "pack" else "the measured s_i") + f"[{block}]"
+            raise ArgumentError(
+                f"strength {strength} makes the push strength * s_i * v_i at block {block} "
+                f"(s_i = {float(self.scales[block]):.6g}, {field}) larger than float32's largest "
+                f"value {F32_MAX:.8g}, where it is formed; with this pack |strength| must be at "
+                f"most {limit:.6g}")
+        return strength
 
     @property
     def enabled(self) -> bool:
@@ -97,16 +118,18 @@ class Patch:
             handle.remove()
         self._handles.clear()
         model = self._model_ref()
-        if model is not None and self._generate is not None:
-            if vars(model).get("generate") is self._generate:
-                if self._previous_generate is _MISSING:
-                    del model.generate
+        for name, (ours, previous) in self._attributes.items():
+            if model is None:
+                break
+            if vars(model).get(name) is ours:
+                if previous is _MISSING:
+                    delattr(model, name)
                 else:
-                    model.generate = self._previous_generate
+                    setattr(model, name, previous)
             else:
-                logger.warning("%s.generate was re-wrapped after l2v_hub.patch; left as it is",
-                               type(model).__name__)
-        self._generate = None
+                logger.warning("%s.%s was re-wrapped after l2v_hub.patch; left as it is",
+                               type(model).__name__, name)
+        self._attributes.clear()
         for module in self._modules:
             if _ACTIVE.get(module) is self:
                 del _ACTIVE[module]
@@ -132,14 +155,23 @@ class Patch:
             for i in self.layers:
                 vector = vector_for(blocks[i], self.pack.directions[i] * self.scales[i])
                 steerer = BlockSteerer(self.op, vector, self._controls, tracker)
-                self._hold(blocks[i], blocks[i].register_forward_hook(steerer))
+                # First among the block's forward hooks: transformers 5.x records
+                # output_hidden_states with its own forward hooks on the blocks, which must see
+                # the steered output (what the next block receives), also when they are already
+                # registered.
+                self._hold(blocks[i], blocks[i].register_forward_hook(steerer, prepend=True))
             if callable(getattr(model, "generate", None)):
-                self._previous_generate = vars(model).get("generate", _MISSING)
-                self._generate = SteeredGenerate(tracker, model.generate)
-                model.generate = self._generate
+                self._set(model, "generate", SteeredGenerate(tracker, model.generate))
+            if callable(getattr(type(model), CONTINUOUS_BATCHING, None)):
+                self._set(model, CONTINUOUS_BATCHING, RefusedContinuousBatching(type(model).__name__))
         except BaseException:
             self.remove()
             raise
+
+    def _set(self, model: nn.Module, name: str, value: Any) -> None:
+        """Set the instance attribute ``name`` of ``model``, to be put back by ``remove()``."""
+        self._attributes[name] = (value, vars(model).get(name, _MISSING))
+        setattr(model, name, value)
 
     def _hold(self, module: nn.Module, handle: RemovableHandle) -> None:
         self._handles.append(handle)

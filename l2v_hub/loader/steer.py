@@ -28,10 +28,13 @@ from torch import nn
 from ..errors import L2VHubError
 from .positions import PositionTracker
 
-__all__ = ["OPERATIONS", "BlockSteerer", "Controls", "add", "norm_preserving_add", "vector_for"]
+__all__ = ["F32_MAX", "OPERATIONS", "BlockSteerer", "Controls", "add", "norm_preserving_add",
+           "push_limit", "vector_for"]
 
 
 _TINY = torch.finfo(torch.float32).tiny
+#: float32's largest finite value: every push must stay within it (docs/loader.md).
+F32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def _amax(x: torch.Tensor) -> torch.Tensor:
@@ -169,7 +172,9 @@ class BlockSteerer:
                 "(hyper-connections) cannot be steered; see docs/loader.md"
             )
         mask, strength = self._steering(module, args, hidden)
-        if mask is False:
+        if mask is False or strength == 0:
+            # A zero push is the identity: the block output is returned untouched, bit for bit
+            # (the float32 round trip of the op would move it by an ulp). Decided on the host.
             return None
         if self.vector.device != hidden.device:
             # Only if the block runs elsewhere than its weights said at patch time (offloading).
@@ -180,6 +185,19 @@ class BlockSteerer:
         if mask is not True:
             steered = torch.where(mask, steered, hidden)
         return (steered, *output[1:]) if isinstance(output, tuple) else steered
+
+
+def push_limit(directions: torch.Tensor, scales: torch.Tensor, layers: tuple[int, ...]
+               ) -> tuple[float, int]:
+    """(the largest |lambda| for which every entry of lambda * s_i * v_i is finite in float32 at
+    every block of ``layers``, the block that bounds it), for unit ``directions`` [L, H] and
+    ``scales`` [L] (float32), from the float32 s_i * v_i the hooks hold. Checked in float64, where
+    the product of two float32 values is exact to within float32's rounding, so a strength that
+    passes never rounds to inf."""
+    peaks = {i: float((directions[i] * scales[i]).abs().max()) for i in layers}
+    block = max(peaks, key=peaks.__getitem__)
+    peak = peaks[block]
+    return (F32_MAX / peak if peak > 0 else float("inf")), block
 
 
 def vector_for(block: nn.Module, direction: torch.Tensor) -> torch.Tensor:
