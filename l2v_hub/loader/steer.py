@@ -61,7 +61,8 @@ def _saturate(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def norm_preserving_add(h: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
-    """``h`` ([..., H], any float dtype) turned by the fixed ``push`` ([H], float32), its norm kept.
+    """``h`` ([..., H], any float dtype) turned by ``push`` (float32: one fixed [H] vector, or one
+    per token, [..., H] broadcastable to ``h``, as vLLM's batches of requests need), its norm kept.
 
     c = h + push, h' = c * ||h|| / ||c||, in float32 and right over each dtype's whole finite
     range: a bf16 or fp32 state near 3e38 has a norm, and h + p entries, beyond float32, so c is
@@ -72,7 +73,7 @@ def norm_preserving_add(h: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
     """
     h32 = h.float()
     m = _amax(h32)
-    k = torch.maximum(m, push.detach().abs().amax())
+    k = torch.maximum(m, push.detach().abs().amax(-1, keepdim=True))  # per token if push is
     c = h32 / k + push / k
     direction = c / _norm(c).clamp_min(_TINY)  # an all-zero c (h = p = 0): zeros, not NaN
     # ||h|| = ||h / m|| * m, multiplied last: only a result beyond float32 can overflow (to inf,
@@ -82,7 +83,7 @@ def norm_preserving_add(h: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
 
 
 def add(h: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
-    """``h + push``, computed in float32, returned in ``h``'s dtype, saturated at its largest
+    """``h + push`` (``push`` as for ``norm_preserving_add``), computed in float32, returned in ``h``'s dtype, saturated at its largest
     finite value (float32 overflows only where the true sum is beyond every dtype's range)."""
     return _saturate(h.float() + push, h.dtype)
 
