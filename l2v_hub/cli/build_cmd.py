@@ -127,7 +127,7 @@ def build(**options: Any) -> None:
         raise BuildError(f"--out '{out}' exists and is not empty; pass --overwrite to replace it")
     if options["read"] != "last" and options["pairs"] == "prompt-contrast" and not options["generate"]:
         raise click.BadParameter(f"{options['read']} reads an assistant response; prompt-contrast pairs "
-                                 "(the default --pairs) have none (they are read at the last prompt token): use "
+                                 "have none (the default --pairs; they are read at the last prompt token): use "
                                  "--read last, --pairs builtin (or a response-style FILE.jsonl), or --generate",
                                  param_hint="'--read'")
     problem_count(options)  # both names of the option given, and disagreeing: a usage error now
