@@ -49,7 +49,7 @@ from l2v_hub.builder import build_pack
 from l2v_hub.builder.llm import dequantize_gguf
 from l2v_hub.builder.pairs import PairSet, builtin_pairs, prompt_contrast
 from l2v_hub.demo.models import load_qwen, qwen_gguf
-from l2v_hub.measure import perplexity
+from l2v_hub.measure import neutral_text, perplexity
 from l2v_hub.measure.answers import non_ascii_share
 from l2v_hub.measure.control import random_directions
 from l2v_hub.measure.onset import opens_reasoning
@@ -113,7 +113,7 @@ def directions(args: argparse.Namespace) -> None:
         del model
 
 
-def steering_pack(args: argparse.Namespace, source: str, recipe: str, keep: int | None) -> Pack:
+def steering_pack(source: str, recipe: str, keep: int | None) -> Pack:
     """The pack of ``source``'s ``recipe`` direction for the 0.5B: s_i is the norm of the 0.5B's
     OWN mean difference under the same recipe (``cot_norm``), so lambda means the same push for
     an own and a transferred direction; ``keep`` low-pass bins (None: unfiltered)."""
@@ -248,14 +248,10 @@ def problems(n: int) -> list[Any]:
     return [every[int(i * step)] for i in range(n)]
 
 
-NEUTRAL = ""
+NEUTRAL = neutral_text()[0]
 
 
 def sweep(args: argparse.Namespace) -> None:
-    global NEUTRAL
-    from l2v_hub.measure import neutral_text
-
-    NEUTRAL = neutral_text()[0]
     WORK.mkdir(parents=True, exist_ok=True)
     model, tok = load("0.5b")
     runner = Runner(model, tok, problems(args.n), "direct", args.tokens, args.batch)
@@ -270,7 +266,7 @@ def sweep(args: argparse.Namespace) -> None:
         # source:recipe:keep:positions:strengths, e.g. 0.5b:prompt-last:none:generated:0.5,1,2
         source, recipe, keep, positions, strengths = item.split(":")
         keep_bins = None if keep == "none" else int(keep)
-        pack = steering_pack(args, source, recipe, keep_bins)
+        pack = steering_pack(source, recipe, keep_bins)
         for s in (float(x) for x in strengths.split(",")):
             for kind, p in (("pack", pack), ("control", control_of(pack))):
                 spec = {**base, "kind": kind, "source": source, "recipe": recipe, "keep": keep}
@@ -282,7 +278,7 @@ def check(args: argparse.Namespace) -> None:
     """The shared-prefix answers equal plain generate's for a steered row (and unpatched)."""
     model, tok = load("0.5b")
     runner = Runner(model, tok, problems(args.n), "direct", args.tokens, args.batch)
-    pack = steering_pack(args, "0.5b", args.recipe, None)
+    pack = steering_pack("0.5b", args.recipe, None)
     result = {}
     for positions in args.positions.split(","):
         if positions == "unpatched":
