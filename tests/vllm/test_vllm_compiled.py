@@ -110,7 +110,7 @@ def test_prefix_cache_never_mixes_steering(tiny: dict, plain: dict, llm) -> None
     ({"l2v_pack": "pack-c@1.0.0"}, "l2v_pack 'pack-c@1.0.0' is not loaded in this engine; "
                                    f"loaded: {A}, {B}"),
     ({"l2v_pack": A, "l2v_strength": "strong"}, "l2v_strength: strength must be a number"),
-    ({"l2v_pack": A, "l2v_strength": 50}, "strength must be finite and within [-10.0, 10.0]"),
+    ({"l2v_pack": A, "l2v_strength": 50}, "strength must be finite and within [-10, 10]"),
     ({"l2v_pack": A, "l2v_positions": "last"}, "l2v_positions must be one of 'first_and_generat"),
     ({"l2v_strength": 0.5}, "this engine has no default pack"),
 ])

@@ -7,12 +7,14 @@ from __future__ import annotations
 import pytest
 from vllm_fixtures import (
     MODEL_ID,
+    NEW_TOKENS,
     assert_close,
     close,
     engine,
     make_pack,
     reference,
     run,
+    sampled,
     tiny_qwen2,
 )
 
@@ -63,3 +65,19 @@ def test_every_op_and_policy_matches_transformers(tiny: dict, llm) -> None:
     assert_close([got[-1]], reference(tiny["model"], [PROMPTS[1]], tiny[B]))  # the default
     preempted = [m.value for m in llm.get_metrics() if m.name == "vllm:num_preemptions"]
     assert preempted and preempted[0] > 0  # recompute after preemption was exercised
+
+
+def test_every_sample_of_n_above_one_is_steered(tiny: dict, llm) -> None:
+    # vLLM fans a request with n > 1 out into child requests: each must carry the parent's
+    # steering and its own positions. vLLM refuses n > 1 with temperature 0, so top_k=1 makes
+    # every sample the argmax (log-probabilities are of the raw logits): each equals the greedy
+    # reference.
+    from vllm import SamplingParams
+
+    extra = {"l2v_pack": A, "l2v_positions": "prompt_last_and_generated"}
+    params = SamplingParams(n=2, temperature=1.0, top_k=1, max_tokens=NEW_TOKENS,
+                            min_tokens=NEW_TOKENS, logprobs=0, extra_args=extra, ignore_eos=True)
+    out = llm.generate([{"prompt_token_ids": list(PROMPTS[2])}], params, use_tqdm=False)[0]
+    want = reference(tiny["model"], [PROMPTS[2]], tiny[A], positions=extra["l2v_positions"])
+    assert len(out.outputs) == 2
+    assert_close([sampled(sample) for sample in out.outputs], want * 2)

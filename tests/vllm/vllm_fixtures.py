@@ -125,12 +125,14 @@ def run(llm: Any, prompts: Sequence[Sequence[int]], extra: Sequence[dict[str, An
                              logprobs=0, extra_args=e, ignore_eos=True) for e in extra]
     outs = llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params,
                         use_tqdm=False)
-    results = []
-    for out in outs:
-        c = out.outputs[0]
-        results.append((list(c.token_ids),
-                        [step[t].logprob for step, t in zip(c.logprobs, c.token_ids, strict=True)]))
-    return results
+    return [sampled(out.outputs[0]) for out in outs]
+
+
+def sampled(completion: Any) -> tuple[list[int], list[float]]:
+    """A vLLM ``CompletionOutput``'s tokens and the log-probability of each."""
+    return (list(completion.token_ids),
+            [step[t].logprob for step, t in zip(completion.logprobs, completion.token_ids,
+                                                strict=True)])
 
 
 def assert_close(got: Sequence[tuple[list[int], list[float]]],
