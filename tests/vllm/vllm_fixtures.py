@@ -11,7 +11,7 @@ import dataclasses
 import gc
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,14 @@ def tiny_qwen2(folder: Path) -> Path:
 
 
 def make_pack(folder: Path, *, name: str, op: str, positions: str, seed: int, scale: float,
-              strength: float, layers: Sequence[int]) -> Path:
-    """A calibrated pack for the tiny Qwen2 (s_i = ``scale`` on every block), saved to ``folder``."""
+              strength: float, layers: Sequence[int], model_id: str = MODEL_ID,
+              model_type: str = "qwen2") -> Path:
+    """A calibrated pack for a tiny model of ``HIDDEN`` x ``LAYERS`` (the Qwen2 unless
+    ``model_id`` / ``model_type`` say otherwise; s_i = ``scale`` on every block), saved to
+    ``folder``."""
     from conftest import random_pack
 
-    pack = random_pack(HIDDEN, LAYERS, target_id=MODEL_ID, model_type="qwen2", seed=seed,
+    pack = random_pack(HIDDEN, LAYERS, target_id=model_id, model_type=model_type, seed=seed,
                        scale=scale)
     pack = dataclasses.replace(pack, name=name, hook=Hook(op=op, positions=positions),
                                defaults=dataclasses.replace(pack.defaults, strength=strength,
@@ -69,22 +72,29 @@ def make_pack(folder: Path, *, name: str, op: str, positions: str, seed: int, sc
     return folder
 
 
-def reference(model_dir: Path, prompts: Sequence[Sequence[int]], pack_dir: Path | None = None,
+def reference(model_dir: Path, prompts: Sequence[Sequence[int] | Mapping[str, Any]],
+              pack_dir: Path | None = None, *, model_id: str = MODEL_ID,
+              model_class: Any = transformers.AutoModelForCausalLM,
               **options: Any) -> list[tuple[list[int], list[float]]]:
     """Greedy tokens and their log-probabilities from transformers ``generate`` (float32), each
-    prompt alone, patched with ``pack_dir`` (``options``: strength, positions) when given."""
-    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    handle = None if pack_dir is None else patch(model, pack_dir, model_id=MODEL_ID, **options)
+    prompt alone, patched with ``pack_dir`` (``options``: strength, positions) when given.
+    A prompt is token ids, or a processor's output for ``model_class`` (``input_ids`` [1, T],
+    ``pixel_values``, ...)."""
+    model = model_class.from_pretrained(model_dir, dtype=torch.float32).eval()
+    handle = None if pack_dir is None else patch(model, pack_dir, model_id=model_id, **options)
     results = []
     try:
         for prompt in prompts:
-            ids = torch.tensor([list(prompt)])
+            if isinstance(prompt, Mapping):
+                inputs = dict(prompt)
+            else:
+                ids = torch.tensor([list(prompt)])
+                inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
             with torch.no_grad():
-                out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                     max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
-                                     output_logits=True, return_dict_in_generate=True,
-                                     pad_token_id=0)
-            tokens = out.sequences[0, ids.shape[1]:].tolist()
+                out = model.generate(**inputs, do_sample=False, max_new_tokens=NEW_TOKENS,
+                                     min_new_tokens=NEW_TOKENS, output_logits=True,
+                                     return_dict_in_generate=True, pad_token_id=0)
+            tokens = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
             logprobs = [torch.log_softmax(step[0].float(), -1)[t].item()
                         for step, t in zip(out.logits, tokens, strict=True)]
             results.append((tokens, logprobs))
@@ -115,17 +125,17 @@ def close(llm: Any) -> None:
     gc.collect()
 
 
-def run(llm: Any, prompts: Sequence[Sequence[int]], extra: Sequence[dict[str, Any] | None]
-        ) -> list[tuple[list[int], list[float]]]:
-    """Greedy tokens and their log-probabilities from vLLM, all prompts in one batch, request i
-    with ``extra_args`` ``extra[i]``."""
+def generate(llm: Any, prompts: Sequence[Sequence[int] | Mapping[str, Any]],
+             extra: Sequence[dict[str, Any] | None]) -> list[Any]:
+    """vLLM's ``RequestOutput`` of each prompt (token ids, or a vLLM prompt dict such as
+    ``{"prompt": ..., "multi_modal_data": ...}``), greedy, all in one batch, request i with
+    ``extra_args`` ``extra[i]``."""
     from vllm import SamplingParams
 
     params = [SamplingParams(temperature=0.0, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS,
                              logprobs=0, extra_args=e, ignore_eos=True) for e in extra]
-    outs = llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params,
-                        use_tqdm=False)
-    return [sampled(out.outputs[0]) for out in outs]
+    return llm.generate([p if isinstance(p, Mapping) else {"prompt_token_ids": list(p)}
+                         for p in prompts], params, use_tqdm=False)
 
 
 def sampled(completion: Any) -> tuple[list[int], list[float]]:
@@ -133,6 +143,12 @@ def sampled(completion: Any) -> tuple[list[int], list[float]]:
     return (list(completion.token_ids),
             [step[t].logprob for step, t in zip(completion.logprobs, completion.token_ids,
                                                 strict=True)])
+
+
+def run(llm: Any, prompts: Sequence[Sequence[int] | Mapping[str, Any]],
+        extra: Sequence[dict[str, Any] | None]) -> list[tuple[list[int], list[float]]]:
+    """Greedy tokens and their log-probabilities from vLLM (``generate``)."""
+    return [sampled(out.outputs[0]) for out in generate(llm, prompts, extra)]
 
 
 def assert_close(got: Sequence[tuple[list[int], list[float]]],
