@@ -2,7 +2,8 @@
 which it refuses up front (with the reason).
 
 ``BLOCK_PATHS``: model_type -> dotted paths from the top-level model to the text decoder's block
-list, newest transformers first (the 5.x path, then the 4.51 one when it differs). Every
+list, newest transformers first (the 5.x path, then the 4.51 one when it differs; BLIP-2 and
+InstructBLIP: one per text decoder their checkpoints run, OPT then Llama). Every
 image-text-to-text type of the installed transformers is either here or in ``REFUSED``;
 tests/test_loader_families.py enumerates transformers' list and fails on a type in neither, so an
 upgrade cannot silently lose coverage.
