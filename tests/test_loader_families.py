@@ -16,12 +16,22 @@ import transformers
 from conftest import random_pack
 from packaging.version import Version
 from tiny_families import OVERRIDES, tiny_config
-from tiny_models import CONFIGS, HIDDEN, LAYERS, build, model_type_params, transformers_version
+from tiny_models import (
+    CONFIGS,
+    HIDDEN,
+    IMAGE_PREFIX,
+    LAYERS,
+    build,
+    image_inputs,
+    model_type_params,
+    transformers_version,
+    with_image,
+)
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
 import l2v_hub
 from l2v_hub.errors import ArgumentError
-from l2v_hub.loader.families import BLOCK_PATHS, NEEDS_IMAGE, REFUSED, UNVERIFIED
+from l2v_hub.loader.families import BLOCK_PATHS, NEEDS_IMAGE, PLACEHOLDER_ID, REFUSED, UNVERIFIED
 from l2v_hub.loader.layers import find_blocks
 
 IMAGE_TEXT_TO_TEXT = sorted(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
@@ -184,16 +194,19 @@ class TinyTokenizer:
                                         if p.values[0] in NEEDS_IMAGE])
 def test_s_i_is_measured_on_the_text_alone_where_every_forward_needs_an_image(
         model_type: str) -> None:
-    """Kosmos-2 and IDEFICS raise on a forward without an image (Kosmos-2: "You have to specify
-    either pixel_values or image_embeds"), which patch() ran to measure s_i. The measurement now
-    runs with an image no token sees: the same states as the text model alone (Kosmos-2), or as
-    with another image (IDEFICS)."""
+    """Kosmos-2, IDEFICS, BLIP-2 and InstructBLIP(Video) raise on a forward without an image
+    (Kosmos-2: "You have to specify either pixel_values or image_embeds"; BLIP-2: "missing 1
+    required positional argument: 'pixel_values'"), which patch() runs to measure s_i. The
+    measurement runs with an image no token sees: the same states as the text model alone
+    (Kosmos-2; BLIP-2 and InstructBLIP, whose text has no placeholder for the query outputs), or
+    as with another image (IDEFICS)."""
     from l2v_hub.loader.scale import block_outputs, neutral_text, token_measures
 
     model = build(model_type)
     ids = torch.tensor([TinyTokenizer()(neutral_text()[0])["input_ids"]])
-    if model_type == "kosmos-2":
-        reference = block_outputs(model.text_model, ids)
+    if model_type != "idefics":
+        text_model = model.text_model if model_type == "kosmos-2" else model.language_model
+        reference = block_outputs(text_model, ids)
     else:
         blocks = find_blocks(model).blocks
         reference = []
@@ -212,3 +225,45 @@ def test_s_i_is_measured_on_the_text_alone_where_every_forward_needs_an_image(
     assert handle.scale_origin == "measured"
     torch.testing.assert_close(handle.scales, want, rtol=1e-6, atol=0)
     handle.remove()
+
+
+QUERY_TOKEN_FAMILIES = [p for p in model_type_params() if p.values[0] in PLACEHOLDER_ID]
+
+
+@pytest.mark.parametrize("model_type", QUERY_TOKEN_FAMILIES)
+def test_a_query_token_model_without_a_placeholder_id_is_refused_naming_the_field(
+        model_type: str) -> None:
+    """BLIP-2 / InstructBLIP(Video) are steered where the query outputs replace placeholder tokens
+    of input_ids. With no placeholder id in the config, transformers 4.51 joins the query outputs
+    in front of the text inside forward (the logits are wider than input_ids) and 5.x raises:
+    refused up front, with layers_path= too, naming the field and what to set."""
+    model = build(model_type)
+    field = PLACEHOLDER_ID[model_type]
+    setattr(model.config, field, None)
+    text = torch.tensor([[1, 5, 6, 7]])
+    images = image_inputs(model_type, torch.tensor([with_image(model_type, [5])]))
+    if transformers_version < Version("5"):
+        with torch.no_grad():
+            wide = model(input_ids=text, **images).logits
+        assert wide.shape[1] == text.shape[1] + len(IMAGE_PREFIX[model_type])
+    else:
+        with pytest.raises(AttributeError):
+            model(input_ids=text, **images)
+    pack = random_pack(HIDDEN, LAYERS)
+    refused = rf"model_type '{model_type}'.*no {field}.*wider than input_ids.*Set config\.{field}"
+    for path in (None, find_blocks(build(model_type)).path):
+        with pytest.raises(ArgumentError, match=refused):
+            l2v_hub.patch(model, pack, layers_path=path)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_an_instructblip_on_a_llama_decoder_finds_the_llama_blocks() -> None:
+    """The InstructBLIP checkpoints run Vicuna (a Llama), not OPT: its blocks are the Llama's."""
+    config = tiny_config("instructblip")
+    config.text_config = transformers.LlamaConfig(**CONFIGS["llama"]().to_dict())
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.AutoModelForImageTextToText.from_config(config)
+    found = find_blocks(model)
+    assert found.path == "language_model.model.layers" and found.path in BLOCK_PATHS["instructblip"]
+    assert found.blocks is model.language_model.model.layers and len(found.blocks) == LAYERS

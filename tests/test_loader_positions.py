@@ -1,8 +1,11 @@
 """The steered positions are exactly those each policy names, checked by capturing a steered
 block's output before and after the steering hook, forward by forward, through generate (with and
-without the cache, left-padded), a manual loop, and a Qwen2-VL prompt with real image tokens."""
+without the cache, left-padded), a manual loop, and a Qwen2-VL prompt with real image tokens; and
+BLIP-2's (InstructBLIP's) steered generate against the same push added to its blocks by hand."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -10,6 +13,7 @@ from conftest import random_pack
 from tiny_models import (
     HIDDEN,
     IMAGE,
+    IMAGE_PREFIX,
     LAYERS,
     VISION_END,
     VISION_START,
@@ -24,6 +28,7 @@ from tiny_models import (
 import l2v_hub
 from l2v_hub import L2VHubError
 from l2v_hub.errors import ArgumentError
+from l2v_hub.loader.families import TRACKED_AT
 from l2v_hub.metadata import POSITIONS
 
 BLOCK = 2
@@ -124,21 +129,83 @@ def test_image_tokens_count_as_positions(policy: str) -> None:
 
 @pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
 @pytest.mark.parametrize("policy", POSITIONS)
-def test_kosmos2_generate_runs_its_text_model_and_steers_the_policy_positions(
-        policy: str, use_cache: bool) -> None:
-    """Kosmos-2's generate is its text model's generate, which never calls the top-level forward:
-    the positions must still be tracked (they were not: every decode step raised L2VHubError)."""
-    model = build("kosmos-2")
-    prompts = [with_image("kosmos-2", p) for p in PROMPTS]
+@pytest.mark.parametrize("model_type", sorted(TRACKED_AT))
+def test_a_generate_that_runs_an_inner_model_s_generate_steers_the_policy_positions(
+        model_type: str, policy: str, use_cache: bool) -> None:
+    """Kosmos-2's generate is its text model's generate, BLIP-2's and InstructBLIP's their
+    language model's, which never call the top-level forward: the positions must still be
+    tracked (they were not for Kosmos-2: every decode step raised L2VHubError). The image tokens
+    (BLIP-2: the query tokens' placeholders) are prompt positions like any other."""
+    model = build(model_type)
+    prompts = [with_image(model_type, p) for p in PROMPTS]
     ids, mask = left_pad(prompts)
     with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS), layers=[BLOCK], positions=policy):
         recorder = Recorder(l2v_hub.loader.find_blocks(model).blocks[BLOCK])
         generate(model, ids, mask, new_tokens=3, use_cache=use_cache,
-                 **image_inputs("kosmos-2", ids, mask))
+                 **image_inputs(model_type, ids, mask))
         observed = recorder.masks()
     assert_masks(observed, expected(policy, prompts, [m.shape[1] for m in observed]))
     if use_cache:
         assert [m.shape[1] for m in observed] == [ids.shape[1], 1, 1]
+
+
+QUERY_TOKEN_FAMILIES = ["blip-2", "instructblip", "instructblipvideo"]
+
+
+def processor_layout(model_type: str, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch as Blip2Processor / InstructBlipProcessor lay it out: the text is padded
+    first, then the placeholders are put in front of each row, so the pads sit between them."""
+    prefix = IMAGE_PREFIX[model_type]
+    ids, mask = left_pad(prompts)
+    return (torch.cat([torch.tensor([prefix] * len(prompts)), ids], 1),
+            torch.cat([torch.ones(len(prompts), len(prefix), dtype=mask.dtype), mask], 1))
+
+
+@pytest.mark.parametrize("policy", POSITIONS)
+@pytest.mark.parametrize("model_type", QUERY_TOKEN_FAMILIES)
+def test_a_query_token_family_is_steered_like_the_push_added_by_hand(model_type: str,
+                                                                     policy: str) -> None:
+    """BLIP-2 / InstructBLIP(Video): the query outputs replace their placeholders in input_ids,
+    so they are prompt tokens. A patched, cached generate of a left-padded batch of image
+    prompts gives exactly what the unpatched model gives with op="add"'s push lambda * s_i * v_i
+    added by hand to the blocks' outputs at the positions the policy names (``expected``, from
+    first principles); the processor's layout (pads between the placeholders and the text) gives
+    the same tokens and logits."""
+    model = build(model_type)
+    prompts = [with_image(model_type, p) for p in PROMPTS]
+    ids, mask = left_pad(prompts)
+    options = dict(layers=[0, BLOCK], strength=0.5, op="add", positions=policy)
+    with l2v_hub.patch(model, random_pack(HIDDEN, LAYERS), **options) as handle:
+        steered = generate(model, ids, mask, new_tokens=4, **image_inputs(model_type, ids, mask))
+        text = [p[len(IMAGE_PREFIX[model_type]):] for p in prompts]
+        layout, layout_mask = processor_layout(model_type, text)
+        laid_out = generate(model, layout, layout_mask, new_tokens=4,
+                            **image_inputs(model_type, layout, layout_mask))
+        pushes = {i: handle.strength * handle.scales[i] * handle.pack.directions[i]
+                  for i in handle.layers}
+    wanted = expected(policy, prompts, [ids.shape[1], 1, 1, 1])
+    forwards: list[None] = []  # one entry per forward of the language model
+    blocks = l2v_hub.loader.find_blocks(model).blocks
+
+    def push(i: int) -> Callable[..., object]:
+        def hook(module: torch.nn.Module, args: tuple, output: object) -> object:
+            hidden = output[0] if isinstance(output, tuple) else output
+            pushed = torch.where(wanted[len(forwards) - 1][..., None], hidden + pushes[i], hidden)
+            return (pushed, *output[1:]) if isinstance(output, tuple) else pushed
+        return hook
+
+    handles = [model.language_model.register_forward_pre_hook(lambda *a: forwards.append(None)),
+               *(blocks[i].register_forward_hook(push(i)) for i in pushes)]
+    by_hand = generate(model, ids, mask, new_tokens=4, **image_inputs(model_type, ids, mask))
+    for h in handles:
+        h.remove()
+    assert len(forwards) == 4 and any(m.any() for m in wanted)
+    assert torch.equal(steered.sequences, by_hand.sequences)
+    assert torch.equal(steered.sequences[:, ids.shape[1]:], laid_out.sequences[:, layout.shape[1]:])
+    for step, (a, b, c) in enumerate(zip(steered.logits, by_hand.logits, laid_out.logits,
+                                         strict=True)):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=f"step {step}")
+        torch.testing.assert_close(a, c, atol=1e-5, rtol=0, msg=f"step {step}")
 
 
 def test_the_prompt_is_found_by_name_when_generate_takes_something_else_first() -> None:

@@ -64,6 +64,9 @@ _HYBRID = ["linear_attention", "full_attention", "linear_attention"]
 _VQ = {"base_channels": 32, "latent_channels": 32, "embed_dim": 8, "num_res_blocks": 1}
 _SMALL_IMAGE = {"image_size": 8, "patch_size": 4}
 _KOSMOS_TEXT = {"embed_dim": HIDDEN, "layers": LAYERS, "ffn_dim": 64, "attention_heads": 4}
+# OPT learns its positions: room for the neutral text that patch() measures s_i on (one token per
+# character here).
+_OPT_TEXT = {"ffn_dim": 64, "word_embed_proj_dim": HIDDEN, "max_position_embeddings": 1024}
 OVERRIDES: dict[str, dict[str, Any]] = {
     # M-RoPE sections must sum to half the rotary width (head_dim 8); these models default to
     # sections of a 128-wide head.
@@ -109,6 +112,13 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "kosmos-2": {"text_config": _KOSMOS_TEXT, "latent_query_num": 4, "vision_config": _SMALL_IMAGE},
     "idefics": {"vision_config": _SMALL_IMAGE},
     "kosmos-2.5": {"text_config": _KOSMOS_TEXT, "latent_query_num": 4},
+    # BLIP-2 / InstructBLIP: OPT names its sizes its own way; 4 query tokens, whose outputs
+    # replace the 4 placeholders (image_token_index; InstructBLIPVideo: video_token_index, 4 per
+    # frame) its processor puts before the text; the default config has no placeholder id.
+    **{t: {"text_config": _OPT_TEXT, "vision_config": _SMALL_IMAGE, "num_query_tokens": 4,
+           "image_token_index": IMAGE} for t in ("blip-2", "instructblip")},
+    "instructblipvideo": {"text_config": _OPT_TEXT, "vision_config": _SMALL_IMAGE,
+                          "num_query_tokens": 4, "video_token_index": VIDEO},
     "inkling2": {"text_config": {"unpadded_vocab_size": VOCAB}},
     "inkling2_loop": {"text_config": {"unpadded_vocab_size": VOCAB}},
     "molmo2": {"adapter_config": {"vision_feature_layer": [-1]}},  # an index into 1 vision layer
@@ -131,17 +141,17 @@ transformers_version = Version(transformers.__version__)
 # tests/tiny_models.py (transformers 5.24's list; model_type_params skips the ones an older
 # transformers lacks).
 FAMILIES = (
-    "apertus1p5", "aria", "aya_vision", "cohere2_vision", "cosmos3_edge", "cosmos3_omni",
+    "apertus1p5", "aria", "aya_vision", "blip-2", "cohere2_vision", "cosmos3_edge", "cosmos3_omni",
     "deepseek_vl", "deepseek_vl_hybrid", "dots3_note", "ernie4_5_vl_moe", "exaone4_5", "fuyu",
     "gemma4", "gemma4_unified", "glm46v", "glm4v", "glm4v_moe", "glm_ocr", "glmga", "got_ocr2",
     "granite_docling", "hyperclovax_vision_v2", "idefics", "idefics2", "inkling2", "inkling2_loop",
-    "inkling_mm_model", "janus", "kimi_k25", "kosmos-2", "kosmos-2.5", "lfm2_vl", "lfm3_vl",
-    "lighton_ocr", "llama4", "llava_next_video", "llava_onevision", "minicpm_ocr", "minicpmv4_6",
-    "minicpmv4_7", "minimax_m3_vl", "mistral3", "mistral4", "mistral_large4", "molmo2",
-    "muse_glimmer", "muse_spark", "nemotron_h_omni", "ovis2", "paddleocr_vl", "pp_chart2table",
-    "qianfan_ocr", "qwen2_5_omni_thinker", "qwen3_5", "qwen3_5_moe", "qwen3_omni_moe_thinker",
-    "qwen3_vl", "qwen3_vl_moe", "shieldgemma2", "step3p7", "unlimited_ocr", "video_llama_3",
-    "video_llava", "vipllava",
+    "inkling_mm_model", "instructblip", "instructblipvideo", "janus", "kimi_k25", "kosmos-2",
+    "kosmos-2.5", "lfm2_vl", "lfm3_vl", "lighton_ocr", "llama4", "llava_next_video",
+    "llava_onevision", "minicpm_ocr", "minicpmv4_6", "minicpmv4_7", "minimax_m3_vl", "mistral3",
+    "mistral4", "mistral_large4", "molmo2", "muse_glimmer", "muse_spark", "nemotron_h_omni",
+    "ovis2", "paddleocr_vl", "pp_chart2table", "qianfan_ocr", "qwen2_5_omni_thinker", "qwen3_5",
+    "qwen3_5_moe", "qwen3_omni_moe_thinker", "qwen3_vl", "qwen3_vl_moe", "shieldgemma2", "step3p7",
+    "unlimited_ocr", "video_llama_3", "video_llava", "vipllava",
 )
 
 

@@ -235,11 +235,18 @@ def forward_options(model_type: str) -> dict[str, Any]:
 # Families whose forward needs an image: the image tokens a prompt of theirs starts with, as their
 # processors lay them out. IDEFICS: <fake_token_around_image> <image> <fake_token_around_image>,
 # every token from <image> on attending to the image; Kosmos-2: <image>, latent_query_num (4)
-# placeholders that the image's embeddings replace, </image>.
+# placeholders that the image's embeddings replace, </image>; BLIP-2 / InstructBLIP: the
+# num_query_tokens (4) placeholders whose embeddings the query outputs replace, before the text;
+# InstructBLIPVideo: 4 per frame of a 2-frame video.
 IMAGE_PREFIX: dict[str, list[int]] = {
     "idefics": [VISION_START, IMAGE, VISION_END],
     "kosmos-2": [VISION_START, *[IMAGE] * 4, VISION_END],
+    "blip-2": [IMAGE] * 4,
+    "instructblip": [IMAGE] * 4,
+    "instructblipvideo": [VIDEO] * 8,
 }
+# InstructBLIP's Q-Former reads an instruction too: the same two tokens for every prompt.
+QFORMER_INSTRUCTION = [7, 8]
 
 
 def with_image(model_type: str, prompt: list[int]) -> list[int]:
@@ -252,23 +259,31 @@ def image_inputs(model_type: str, input_ids: torch.Tensor,
                  attention_mask: torch.Tensor | None = None) -> dict[str, Any]:
     """What the forward (and generate) of a family in ``IMAGE_PREFIX`` needs besides the tokens,
     for prompts made by ``with_image`` (left-padded or not; ``attention_mask`` flags the real
-    tokens); {} for every other family. Each row gets one 8x8 image drawn from its own real
-    tokens, so a prompt sees the same image alone and in a batch."""
+    tokens); {} for every other family. Each row gets one 8x8 image (InstructBLIPVideo: 2 frames)
+    drawn from its own real tokens, so a prompt sees the same image alone and in a batch."""
     if model_type not in IMAGE_PREFIX:
         return {}
+    video = model_type == "instructblipvideo"
+    token = VIDEO if video else IMAGE
     real = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-    assert bool(((input_ids == IMAGE) & (real != 0)).sum(1).eq(
-        IMAGE_PREFIX[model_type].count(IMAGE)).all()), "each row needs the family's image tokens"
-    pixels = torch.stack([
-        torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(int((row * keep).sum())))
+    assert bool(((input_ids == token) & (real != 0)).sum(1).eq(
+        IMAGE_PREFIX[model_type].count(token)).all()), "each row needs the family's image tokens"
+    pixels = torch.stack([  # [batch, frames, 3, 8, 8]
+        torch.randn(2 if video else 1, 3, 8, 8,
+                    generator=torch.Generator().manual_seed(int((row * keep).sum())))
         for row, keep in zip(input_ids, real, strict=True)
     ])
     if model_type == "idefics":  # [batch, images, ...] and which images each token attends to
         seen = ((input_ids == IMAGE) & (real != 0)).long().cumsum(1)
-        return {"pixel_values": pixels[:, None],
+        return {"pixel_values": pixels,
                 "image_attention_mask": (seen > 0).long()[..., None]}
-    # Kosmos-2: the positions the image's latent_query_num embeddings replace
-    return {"pixel_values": pixels, "image_embeds_position_mask": (input_ids == IMAGE).long()}
+    if model_type == "kosmos-2":  # the positions the image's latent_query_num embeddings replace
+        return {"pixel_values": pixels[:, 0],
+                "image_embeds_position_mask": (input_ids == IMAGE).long()}
+    inputs: dict[str, Any] = {"pixel_values": pixels if video else pixels[:, 0]}
+    if model_type != "blip-2":
+        inputs["qformer_input_ids"] = torch.tensor([QFORMER_INSTRUCTION] * len(input_ids))
+    return inputs
 
 
 def _roomy_hybrid_cache(model: torch.nn.Module, batch: int) -> Any | None:

@@ -2,7 +2,8 @@
 which it refuses up front (with the reason).
 
 ``BLOCK_PATHS``: model_type -> dotted paths from the top-level model to the text decoder's block
-list, newest transformers first (the 5.x path, then the 4.51 one when it differs). Every
+list, newest transformers first (the 5.x path, then the 4.51 one when it differs; BLIP-2 and
+InstructBLIP: one per text decoder their checkpoints run, OPT then Llama). Every
 image-text-to-text type of the installed transformers is either here or in ``REFUSED``;
 tests/test_loader_families.py enumerates transformers' list and fails on a type in neither, so an
 upgrade cannot silently lose coverage.
@@ -14,8 +15,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["BLOCK_PATHS", "ENCODER_DECODER", "NEEDS_IMAGE", "REFUSED", "TRACKED_AT", "UNVERIFIED",
-           "text_only_inputs"]
+__all__ = ["BLOCK_PATHS", "ENCODER_DECODER", "NEEDS_IMAGE", "PLACEHOLDER_ID", "REFUSED", "TRACKED_AT",
+           "UNVERIFIED", "no_placeholders", "text_only_inputs"]
 
 # 5.x: <Model>.model.language_model.layers; 4.51: <Model>.language_model (a ForCausalLM).model.layers
 _LANGUAGE_MODEL = ("model.language_model.layers", "language_model.model.layers")
@@ -30,8 +31,8 @@ _TIMM = ("not verified: building it needs the timm library; the blocks are looke
 _HYPER_CONNECTIONS = ("its blocks carry several residual streams (hyper-connections: [batch, "
                       "tokens, streams, hidden], or the streams side by side), not the one "
                       "residual stream the loader steers; not supported")
-_QUERY_TOKENS = ("its language model runs on learned query tokens followed by the text, joined "
-                 "inside forward, so the block outputs are wider than input_ids; not supported")
+# BLIP-2 / InstructBLIP: OPT (the BLIP-2 checkpoints) or Llama (Vicuna, the InstructBLIP ones).
+_QUERY_MODEL = ("language_model.model.decoder.layers", "language_model.model.layers")
 
 BLOCK_PATHS: dict[str, tuple[str, ...]] = {
     # Text LLMs (the builder's sources, and plain-text use).
@@ -117,6 +118,9 @@ BLOCK_PATHS: dict[str, tuple[str, ...]] = {
     "nemotron_h_omni": ("language_model.model.layers",),
     "kosmos-2": ("text_model.model.layers",),
     "kosmos-2.5": ("text_model.model.layers",),
+    "blip-2": _QUERY_MODEL,
+    "instructblip": _QUERY_MODEL,
+    "instructblipvideo": _QUERY_MODEL,
 }
 
 # Model types whose generate runs an inner model's own generate, which never calls the top-level
@@ -124,13 +128,54 @@ BLOCK_PATHS: dict[str, tuple[str, ...]] = {
 # whose forward every forward and every generate step of the model goes through.
 TRACKED_AT: dict[str, str] = {
     "kosmos-2": "text_model",  # Kosmos2ForConditionalGeneration.generate: text_model.generate
+    # Blip2ForConditionalGeneration.generate (and InstructBLIP's): language_model.generate
+    "blip-2": "language_model",
+    "instructblip": "language_model",
+    "instructblipvideo": "language_model",
 }
+
+# The query-token families: the config field naming the placeholder token that their processor
+# puts num_query_tokens times per image (per frame) into input_ids, and whose input embeddings
+# forward replaces by the query outputs; so the query tokens are prompt tokens like any other.
+# Where the field is None, transformers 4 (4.51) joins the query outputs in front of the text
+# inside forward instead (the block outputs are wider than input_ids, and generate's prompt is
+# not what it was given), and 5.x fails on its own: such a model is refused (no_placeholders).
+PLACEHOLDER_ID: dict[str, str] = {
+    "blip-2": "image_token_index",
+    "instructblip": "image_token_index",
+    "instructblipvideo": "video_token_index",
+}
+
+
+def no_placeholders(config: Any) -> str | None:
+    """Why a query-token family's ``config`` cannot be steered (None when it can, or when it is
+    not one of ``PLACEHOLDER_ID``'s families): no placeholder token id."""
+    field = PLACEHOLDER_ID.get(getattr(config, "model_type", None) or "")
+    if field is None or getattr(config, field, None) is not None:
+        return None
+    unit, token = ("frame", "video") if field == "video_token_index" else ("image", "image")
+    return (f"its config has no {field}, so forward cannot find the placeholders of the "
+            f"{getattr(config, 'num_query_tokens', '?')} query outputs per {unit} in input_ids: "
+            "transformers 4 (checked on 4.51) joins the query outputs in front of the text inside "
+            "forward (the block outputs are wider than input_ids) and 5.x raises; not supported. "
+            f"Set config.{field} to the id of the processor's {token} token and put "
+            f"num_query_tokens of those tokens per {unit} before the text (the processor does so "
+            "when its num_query_tokens is set)")
+
 
 # Types whose every forward needs an image input (each raises without one), and what
 # text_only_inputs gives them so that a forward of text alone runs.
 NEEDS_IMAGE: dict[str, str] = {
     "kosmos-2": "image_embeds of zero image tokens (no image, no placeholder replaced)",
     "idefics": "one black image of the vision tower's size, which no token attends to",
+    "blip-2": ("one black image of the vision tower's size, whose query outputs replace no token "
+               "(the text has no placeholder)"),
+    "instructblip": ("one black image of the vision tower's size and a one-token Q-Former "
+                     "instruction; its query outputs replace no token (the text has no "
+                     "placeholder)"),
+    "instructblipvideo": ("a one-frame black video of the vision tower's size and a one-token "
+                          "Q-Former instruction; its query outputs replace no token (the text "
+                          "has no placeholder)"),
 }
 
 
@@ -149,10 +194,20 @@ def text_only_inputs(model: Any, input_ids: torch.Tensor) -> dict[str, Any]:
         width = model.config.get_text_config().hidden_size
         return {"image_embeds": torch.zeros(batch, 0, width, dtype=weight.dtype, **options),
                 "image_embeds_position_mask": torch.zeros_like(input_ids)}
-    vision = model.config.vision_config  # idefics: [B, images, C, S, S], [B, T, images]
+    vision = model.config.vision_config
     size = (vision.image_size,) * 2 if isinstance(vision.image_size, int) else vision.image_size
-    return {"pixel_values": torch.zeros(batch, 1, vision.num_channels, *size, dtype=weight.dtype,
-                                        **options),
+    # BLIP-2's vision configs name no channel count: their patch embedding takes RGB.
+    channels = getattr(vision, "num_channels", 3)
+    black = torch.zeros(batch, channels, *size, dtype=weight.dtype, **options)
+    if model_type == "blip-2":  # [B, C, S, S]
+        return {"pixel_values": black}
+    instruction = torch.zeros(batch, 1, dtype=torch.long, **options)  # the Q-Former's text
+    if model_type == "instructblip":
+        return {"pixel_values": black, "qformer_input_ids": instruction}
+    if model_type == "instructblipvideo":  # [B, frames, C, S, S]
+        return {"pixel_values": black[:, None], "qformer_input_ids": instruction}
+    # idefics: [B, images, C, S, S], [B, T, images]
+    return {"pixel_values": black[:, None],
             "image_attention_mask": torch.zeros(batch, length, 1, dtype=torch.long, **options)}
 
 
@@ -163,9 +218,6 @@ REFUSED: dict[str, str] = {
     "t5gemma2": ENCODER_DECODER,
     "pp_formulanet": ENCODER_DECODER,
     "vision-encoder-decoder": ENCODER_DECODER,
-    "blip-2": _QUERY_TOKENS,
-    "instructblip": _QUERY_TOKENS,
-    "instructblipvideo": _QUERY_TOKENS,
     "git": ("the image tokens are prepended to the text inside forward, so the block outputs are "
             "wider than input_ids; not supported"),
     "blip": ("it generates through its inner text decoder's own generate; patch "

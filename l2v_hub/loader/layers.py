@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import ArgumentError, L2VHubError
-from .families import BLOCK_PATHS, ENCODER_DECODER, REFUSED, UNVERIFIED
+from .families import BLOCK_PATHS, ENCODER_DECODER, REFUSED, UNVERIFIED, no_placeholders
 
 __all__ = [
     "BLOCK_PATHS", "KNOWN_PATHS", "REFUSED", "DecoderBlocks", "TextDims", "find_blocks", "text_dims",
@@ -120,11 +120,16 @@ def _is_encoder_decoder(model: nn.Module) -> bool:
 
 def _refuse_unsupported(model: nn.Module, layers_path: str | None) -> None:
     """Refuse up front what would otherwise fail, or mis-steer, at the first forward: an
-    encoder-decoder model (always), a type listed in ``REFUSED`` (unless ``layers_path`` is given)."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    encoder-decoder model and a query-token model without placeholder tokens (always), a type
+    listed in ``REFUSED`` (unless ``layers_path`` is given)."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
     if _is_encoder_decoder(model):
         raise ArgumentError(f"{type(model).__name__} (model_type {model_type!r}) is "
                             f"{ENCODER_DECODER}")
+    unplaced = no_placeholders(config)
+    if unplaced is not None:  # another block list would not place the query outputs either
+        raise ArgumentError(f"{type(model).__name__} (model_type {model_type!r}): {unplaced}")
     reason = REFUSED.get(model_type) if isinstance(model_type, str) else None
     if reason is not None and layers_path is None:
         raise ArgumentError(f"{type(model).__name__} (model_type {model_type!r}): {reason}")
