@@ -171,17 +171,22 @@ def main() -> None:
     results |= bench_transformers(folder, packs[0], ids, args.tokens, args.repeats)
     generated = args.requests * args.tokens
     medians = {k: statistics.median(v) for k, v in results.items()}
-    base = {"vllm": medians["unsteered"],
+    # ratio: throughput against the plain engine (for vLLM rows) or unpatched generate; vLLM rows
+    # also against "unsteered" (the same engine, hooks running, no token steered).
+    base = {"vllm": medians["plain engine (no l2v_hub section)"],
             "transformers": medians["transformers generate, unpatched"]}
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{args.requests} requests x {args.tokens} tokens, median of {args.repeats}")
-    print(f"{'variant':<42} {'tokens/s':>9} {'ratio':>7}")
+    print(f"{'variant':<42} {'tokens/s':>9} {'ratio':>7} {'vs unsteered':>13}")
     rows = []
     for name, t in medians.items():
-        ref = base["transformers"] if name.startswith("transformers") else base["vllm"]
-        rows.append({"variant": name, "tokens_per_s": generated / t, "ratio": ref / t,
-                     "times_s": results[name]})
-        print(f"{name:<42} {generated / t:>9.1f} {ref / t:>7.3f}")
+        hf = name.startswith("transformers")
+        ratio = (base["transformers"] if hf else base["vllm"]) / t
+        vs_unsteered = None if hf else medians["unsteered"] / t
+        rows.append({"variant": name, "tokens_per_s": generated / t, "ratio": ratio,
+                     "vs_unsteered": vs_unsteered, "times_s": results[name]})
+        print(f"{name:<42} {generated / t:>9.1f} {ratio:>7.3f} "
+              f"{'' if vs_unsteered is None else f'{vs_unsteered:.3f}':>13}")
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
                                          "rows": rows}, indent=1))

@@ -5,15 +5,16 @@ measured into a new version of it (docs/calibration.md).
    (``cot_norm``, from a small set of builtin contrastive pairs), and its own CoT direction.
 2. The default strength, by ``criterion``:
 
-   - ``behaviour`` (the default since issue 18; docs/reasoning.md): for each candidate policy
+   - ``behaviour`` (opt-in; docs/reasoning.md): for each candidate policy
      (default ``prompt_last_and_generated``) and strength of a short grid, the share of 10-token
      answers to the calibration problems (``direct`` prompt) that open with reasoning and stay
      readable, with the pack and with its random control (:mod:`l2v_hub.measure.behaviour`). The
      default is the strength (and policy) with the largest rise over the control among those
      whose readable share stays within 90% of the unpatched one (ties: the smaller strength);
      when no strength raises it above both the control and the unpatched model, the calibration
-     falls back to ``perplexity`` and says so;
-   - ``perplexity``: a sweep (geometric grid) for each candidate policy (default ``generated``,
+     falls back to ``perplexity`` and says so. It has no accuracy guard: on Qwen2.5-Coder-0.5B
+     the strength it chose cut accuracy under the CoT prompt from 52% to 1% (reasoning.md, 3);
+   - ``perplexity`` (the default: it never chose a strength that harmed a target): a sweep (geometric grid) for each candidate policy (default ``generated``,
      ``first_and_generated``) of the neutral-text perplexity, until it first exceeds
      ``(1 + budget)`` times the unpatched one. The default strength is the largest grid value
      before that; the policy, the one that allows the larger strength (ties: the first).
@@ -69,7 +70,9 @@ DEFAULT_BUDGET = 0.10
 # 1/32 of its own CoT-difference norm with a random direction, SmolLM2 at 1/2: docs/calibration.md).
 DEFAULT_GRID: tuple[float, ...] = tuple(round(2 ** (k / 2), 5) for k in range(-14, 7))
 DEFAULT_POSITIONS: tuple[str, ...] = ("generated", "first_and_generated")
-DEFAULT_CRITERION = "behaviour"
+# The perplexity budget is the default: the behaviour criterion's strength harmed accuracy under
+# the CoT prompt (docs/reasoning.md, section 3), and it has no accuracy guard yet.
+DEFAULT_CRITERION = "perplexity"
 # The behaviour sweep, in units of the target's own CoT norm: the 0.5B's own direction first
 # moved reasoning at 0.5 and broke at 2-4 (docs/reasoning.md).
 BEHAVIOUR_GRID: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)

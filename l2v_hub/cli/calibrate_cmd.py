@@ -48,9 +48,10 @@ def problem_count(options: dict[str, Any]) -> int:
 def calibration_options(f: Any) -> Any:
     """The options ``calibrate`` and ``build --calibrate`` share."""
     for option in reversed([
-        click.option("--criterion", type=click.Choice(["behaviour", "perplexity"]), default="behaviour",
-                     show_default=True, help="behaviour: the strength whose short answers most often open with "
-                     "reasoning against the random control, readable; perplexity: the largest within --budget."),
+        click.option("--criterion", type=click.Choice(["behaviour", "perplexity"]), default="perplexity",
+                     show_default=True, help="perplexity: the largest strength within --budget; behaviour: the "
+                     "strength whose short answers most often open with reasoning against the random control, "
+                     "readable (no accuracy guard: it harmed accuracy under a CoT prompt, docs/reasoning.md)."),
         click.option("--budget", type=click.FloatRange(min=0, min_open=True, max=10), default=0.10,
                      show_default=True, help="Allowed rise of the neutral-text perplexity (0.10: +10%; the perplexity criterion)."),
         click.option("--grid", callback=_strengths, help="Strengths to sweep, in units of s_i, ascending [default: "
