@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 __all__ = ["BLOCK_PATHS", "ENCODER_DECODER", "NEEDS_IMAGE", "PLACEHOLDER_ID", "REFUSED", "TRACKED_AT",
-           "UNVERIFIED", "no_placeholders", "text_only_inputs"]
+           "UNVERIFIED", "no_placeholders", "text_only_inputs",
+           "text_only_model"]
 
 # 5.x: <Model>.model.language_model.layers; 4.51: <Model>.language_model (a ForCausalLM).model.layers
 _LANGUAGE_MODEL = ("model.language_model.layers", "language_model.model.layers")
@@ -168,15 +169,18 @@ def no_placeholders(config: Any) -> str | None:
 NEEDS_IMAGE: dict[str, str] = {
     "kosmos-2": "image_embeds of zero image tokens (no image, no placeholder replaced)",
     "idefics": "one black image of the vision tower's size, which no token attends to",
-    "blip-2": ("one black image of the vision tower's size, whose query outputs replace no token "
-               "(the text has no placeholder)"),
-    "instructblip": ("one black image of the vision tower's size and a one-token Q-Former "
-                     "instruction; its query outputs replace no token (the text has no "
-                     "placeholder)"),
-    "instructblipvideo": ("a one-frame black video of the vision tower's size and a one-token "
-                          "Q-Former instruction; its query outputs replace no token (the text "
-                          "has no placeholder)"),
+    "blip-2": "none: measured on its language_model (the text has no placeholder)",
+    "instructblip": "none: measured on its language_model (the text has no placeholder)",
+    "instructblipvideo": "none: measured on its language_model (the text has no placeholder)",
 }
+
+
+def text_only_model(model: Any) -> Any:
+    """The module a forward of text alone runs on: a query-token family's language model (a text
+    without placeholders is the language model's alone, on transformers 5 and 4.51, whose
+    InstructBLIP scatters its query outputs even with no placeholder); ``model`` otherwise."""
+    model_type = getattr(model.config, "model_type", None)
+    return model.language_model if model_type in PLACEHOLDER_ID else model
 
 
 def text_only_inputs(model: Any, input_ids: torch.Tensor) -> dict[str, Any]:
@@ -185,8 +189,8 @@ def text_only_inputs(model: Any, input_ids: torch.Tensor) -> dict[str, Any]:
     states are exactly those of the text alone (its tokens see no image; tested against the
     text model alone and against another image). {} for every other family."""
     model_type = getattr(model.config, "model_type", None)
-    if model_type not in NEEDS_IMAGE:
-        return {}
+    if model_type not in NEEDS_IMAGE or model_type in PLACEHOLDER_ID:
+        return {}  # a query-token family runs on its language model instead: text_only_model
     weight = next(p for p in model.parameters() if p.is_floating_point())
     batch, length = input_ids.shape
     options = {"device": input_ids.device}
@@ -196,18 +200,9 @@ def text_only_inputs(model: Any, input_ids: torch.Tensor) -> dict[str, Any]:
                 "image_embeds_position_mask": torch.zeros_like(input_ids)}
     vision = model.config.vision_config
     size = (vision.image_size,) * 2 if isinstance(vision.image_size, int) else vision.image_size
-    # BLIP-2's vision configs name no channel count: their patch embedding takes RGB.
-    channels = getattr(vision, "num_channels", 3)
-    black = torch.zeros(batch, channels, *size, dtype=weight.dtype, **options)
-    if model_type == "blip-2":  # [B, C, S, S]
-        return {"pixel_values": black}
-    instruction = torch.zeros(batch, 1, dtype=torch.long, **options)  # the Q-Former's text
-    if model_type == "instructblip":
-        return {"pixel_values": black, "qformer_input_ids": instruction}
-    if model_type == "instructblipvideo":  # [B, frames, C, S, S]
-        return {"pixel_values": black[:, None], "qformer_input_ids": instruction}
     # idefics: [B, images, C, S, S], [B, T, images]
-    return {"pixel_values": black[:, None],
+    return {"pixel_values": torch.zeros(batch, 1, vision.num_channels, *size, dtype=weight.dtype,
+                                        **options),
             "image_attention_mask": torch.zeros(batch, length, 1, dtype=torch.long, **options)}
 
 

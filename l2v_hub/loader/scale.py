@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import IncompatiblePackError, quote
-from .families import text_only_inputs
+from .families import text_only_inputs, text_only_model
 from .layers import find_blocks
 
 __all__ = ["NEUTRAL_TEXT", "TOKEN_MEASURES", "block_outputs", "measure_scales", "neutral_text",
@@ -57,7 +57,8 @@ def block_outputs(model: nn.Module, input_ids: torch.Tensor, layers_path: str | 
                       torch.device("cpu"))
         input_ids = input_ids.to(device)
         kwargs = {} if attention_mask is None else {"attention_mask": attention_mask.to(device)}
-        model(input_ids=input_ids, use_cache=False, **kwargs, **text_only_inputs(model, input_ids))
+        text_only_model(model)(input_ids=input_ids, use_cache=False, **kwargs,
+                               **text_only_inputs(model, input_ids))
     finally:
         for handle in handles:
             handle.remove()
