@@ -14,8 +14,10 @@ measured into a new version of it (docs/calibration.md).
      when no strength raises it above both the control and the unpatched model, the calibration
      falls back to ``perplexity`` and says so. It has no accuracy guard: on Qwen2.5-Coder-0.5B
      the strength it chose cut accuracy under the CoT prompt from 52% to 1% (reasoning.md, 3);
-   - ``perplexity`` (the default: it never chose a strength that harmed a target): a sweep (geometric grid) for each candidate policy (default ``generated``,
-     ``first_and_generated``) of the neutral-text perplexity, until it first exceeds
+   - ``perplexity`` (the default; no pack calibrated by it was told apart from its random
+     control in docs/efficacy.md, for better or worse): a sweep (geometric grid) for each
+     candidate policy (default ``generated``, ``first_and_generated``) of the neutral-text
+     perplexity, until it first exceeds
      ``(1 + budget)`` times the unpatched one. The default strength is the largest grid value
      before that; the policy, the one that allows the larger strength (ties: the first).
 3. At that strength: accuracy, step-by-step share and answer length on the calibration problems,

@@ -11,13 +11,13 @@ upgrade cannot silently lose coverage.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
 
 __all__ = ["BLOCK_PATHS", "ENCODER_DECODER", "NEEDS_IMAGE", "PLACEHOLDER_ID", "REFUSED", "TRACKED_AT",
-           "UNVERIFIED", "no_placeholders", "text_only_inputs",
-           "text_only_model"]
+           "UNVERIFIED", "no_placeholders", "text_only_inputs", "text_only_model"]
 
 # 5.x: <Model>.model.language_model.layers; 4.51: <Model>.language_model (a ForCausalLM).model.layers
 _LANGUAGE_MODEL = ("model.language_model.layers", "language_model.model.layers")
@@ -178,9 +178,11 @@ NEEDS_IMAGE: dict[str, str] = {
 def text_only_model(model: Any) -> Any:
     """The module a forward of text alone runs on: a query-token family's language model (a text
     without placeholders is the language model's alone, on transformers 5 and 4.51, whose
-    InstructBLIP scatters its query outputs even with no placeholder); ``model`` otherwise."""
+    InstructBLIP scatters its query outputs even with no placeholder): the inner model
+    ``TRACKED_AT`` names; ``model`` otherwise."""
     model_type = getattr(model.config, "model_type", None)
-    return model.language_model if model_type in PLACEHOLDER_ID else model
+    return operator.attrgetter(TRACKED_AT[model_type])(model) if model_type in PLACEHOLDER_ID \
+        else model
 
 
 def text_only_inputs(model: Any, input_ids: torch.Tensor) -> dict[str, Any]:
