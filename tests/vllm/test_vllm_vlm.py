@@ -7,18 +7,16 @@ processor output (float32). One engine per family, one family at a time.
 from __future__ import annotations
 
 import pytest
+
+# vLLM's modules of these three families import transformers' torchvision image processors, and
+# their processors have a video slot that transformers fills only with torchvision: the Makefile
+# installs it (scripts/torchvision_without_ops.py), so its absence fails here, not skips.
+import torchvision  # noqa: F401
 import transformers
 from vllm_fixtures import assert_close, close, engine, generate, make_pack, reference, sampled
 from vlm_fixtures import FAMILIES, MODEL_IDS, prompts, tiny_vlm
 
 from l2v_hub.metadata import POSITIONS
-
-# vLLM's modules of these three families import transformers' torchvision image processors, and
-# their processors have a video slot that transformers fills only with torchvision.
-pytest.importorskip("torchvision", reason=(
-    "vLLM's Qwen2-VL, LLaVA-OneVision and Gemma 3 need torchvision, and this venv has none: "
-    "PyPI's torchvision is a CUDA build that does not import beside torch 2.13.0+cpu "
-    "(docs/serving.md, VLMs)"))
 
 PACK = "vlm-pack@1.0.0"
 TEXT = "What is it?"
