@@ -17,6 +17,7 @@ Exits 1, changing nothing, when the file does not hold exactly the two lines it 
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import sys
 from pathlib import Path
@@ -31,9 +32,9 @@ def main() -> int:
         print("torchvision is not installed in this environment", file=sys.stderr)
         return 1
     root = Path(spec.origin).parent
-    version = (root / "version.py").read_text()
-    if f"'{EXPECTED_VERSION}" not in version and f'"{EXPECTED_VERSION}' not in version:
-        print(f"expected torchvision {EXPECTED_VERSION} in {root}, got:\n{version}", file=sys.stderr)
+    version = importlib.metadata.version("torchvision")
+    if version != EXPECTED_VERSION:
+        print(f"expected torchvision {EXPECTED_VERSION} in {root}, got {version}", file=sys.stderr)
         return 1
     path = root / "_meta_registrations.py"
     text = original = path.read_text()

@@ -197,9 +197,9 @@ def test_s_i_is_measured_on_the_text_alone_where_every_forward_needs_an_image(
     """Kosmos-2, IDEFICS, BLIP-2 and InstructBLIP(Video) raise on a forward without an image
     (Kosmos-2: "You have to specify either pixel_values or image_embeds"; BLIP-2: "missing 1
     required positional argument: 'pixel_values'"), which patch() runs to measure s_i. The
-    measurement runs with an image no token sees: the same states as the text model alone
-    (Kosmos-2; BLIP-2 and InstructBLIP, whose text has no placeholder for the query outputs), or
-    as with another image (IDEFICS)."""
+    measurement gives the same states as the text model alone (Kosmos-2, with an image no token
+    sees; BLIP-2 and InstructBLIP, run on their language model: the text has no placeholder for
+    the query outputs), or as with another image (IDEFICS, with an image no token sees)."""
     from l2v_hub.loader.scale import block_outputs, neutral_text, token_measures
 
     model = build(model_type)

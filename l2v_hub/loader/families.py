@@ -164,8 +164,8 @@ def no_placeholders(config: Any) -> str | None:
             "when its num_query_tokens is set)")
 
 
-# Types whose every forward needs an image input (each raises without one), and what
-# text_only_inputs gives them so that a forward of text alone runs.
+# Types whose every forward needs an image input (each raises without one), and how a forward of
+# text alone runs on them: text_only_inputs' inputs, or (query-token families) text_only_model.
 NEEDS_IMAGE: dict[str, str] = {
     "kosmos-2": "image_embeds of zero image tokens (no image, no placeholder replaced)",
     "idefics": "one black image of the vision tower's size, which no token attends to",

@@ -2,8 +2,8 @@
 loader, and the token measures the calibration compares (docs/method.md, "The scale s_i").
 
 One forward of a fixed neutral paragraph (``l2v_hub/data/neutral_text.txt``, shipped in the
-package; families whose forward needs an image get one no token sees, ``text_only_inputs``) with
-a hook on every text-decoder block; the first token is left out of every measure,
+package; families whose forward needs an image get one no token sees, ``text_only_inputs``, or
+run it on their language model, ``text_only_model``) with a hook on every text-decoder block; the first token is left out of every measure,
 because it is an attention sink whose state is 15-180x the others' norm.
 """
 
