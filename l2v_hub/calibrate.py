@@ -3,23 +3,24 @@ measured into a new version of it (docs/calibration.md).
 
 1. s_i on the target: the norm of the target's own CoT mean difference at every block
    (``cot_norm``, from a small set of builtin contrastive pairs), and its own CoT direction.
-2. The default strength, by ``criterion``:
+2. The default strength, by ``criterion`` (:mod:`l2v_hub.criteria`):
 
-   - ``behaviour`` (opt-in; docs/reasoning.md): for each candidate policy
-     (default ``prompt_last_and_generated``) and strength of a short grid, the share of 10-token
-     answers to the calibration problems (``direct`` prompt) that open with reasoning and stay
-     readable, with the pack and with its random control (:mod:`l2v_hub.measure.behaviour`). The
-     default is the strength (and policy) with the largest rise over the control among those
-     whose readable share stays within 90% of the unpatched one (ties: the smaller strength);
-     when no strength raises it above both the control and the unpatched model, the calibration
-     falls back to ``perplexity`` and says so. It has no accuracy guard: on Qwen2.5-Coder-0.5B
-     the strength it chose cut accuracy under the CoT prompt from 52% to 1% (reasoning.md, 3);
-   - ``perplexity`` (the default; no pack calibrated by it was told apart from its random
-     control in docs/efficacy.md, for better or worse): a sweep (geometric grid) for each
-     candidate policy (default ``generated``, ``first_and_generated``) of the neutral-text
-     perplexity, until it first exceeds
-     ``(1 + budget)`` times the unpatched one. The default strength is the largest grid value
-     before that; the policy, the one that allows the larger strength (ties: the first).
+   - ``behaviour`` (the default; docs/reasoning.md): for each candidate policy (default
+     ``prompt_last_and_generated``) and strength of a short grid, the share of 10-token answers
+     to the calibration problems (``direct`` prompt) that open with reasoning and stay readable,
+     with the pack and with its random control (:mod:`l2v_hub.measure.behaviour`). The default
+     is the smallest strength that raises it significantly over the control (McNemar's exact
+     p < 0.05) and over the unpatched share, with a readable share within 90% of the unpatched
+     one; then the **accuracy guard**: the calibration problems under the CoT prompt with
+     ``guard_tokens`` new tokens, unpatched and with the pack at that strength; a fall of the
+     accuracy by more than ``accuracy_margin`` refuses it. When no strength qualifies, or the
+     guard refuses it, the calibration falls back to ``perplexity``, keeps the behaviour record
+     (and the guard's) and says why;
+   - ``perplexity`` (no pack calibrated by it was told apart from its random control in
+     docs/efficacy.md): a sweep (geometric grid) for each candidate policy (default
+     ``generated``, ``first_and_generated``) of the neutral-text perplexity, until it first
+     exceeds ``(1 + budget)`` times the unpatched one. The default strength is the largest grid
+     value before that; the policy, the one that allows the larger strength (ties: the first).
 3. At that strength: accuracy, step-by-step share and answer length on the calibration problems,
    for the unpatched model, the pack, and a seeded random unit direction with the same s_i,
    strength, blocks, op and positions (the control); and the cosine between the pack's direction
@@ -50,20 +51,31 @@ from .builder.pairs import (
     read_spans,
     tokenize_pairs,
 )
-from .calibration_record import CRITERIA, Behaviour, Calibration, GridPoint, Measures
+from .calibration_record import CRITERIA, Calibration, Measures
+from .criteria import (
+    ACCURACY_MARGIN,
+    BEHAVIOUR_GRID,
+    BEHAVIOUR_POSITIONS,
+    GUARD_TOKENS,
+    accuracy_guard,
+    behaviour_reason,
+    by_behaviour,
+    by_perplexity,
+    fallback_reason,
+    perplexity_sweep,
+)
 from .errors import ArgumentError, IncompatiblePackError
 from .hub import identify_model
 from .loader import MAX_STRENGTH, patch, text_dims
 from .loader.families import NEEDS_IMAGE
 from .measure import answer_problems, builtin_problems, perplexity, random_directions, summarize
-from .measure.behaviour import READABLE_PPL, behaviour_sweep
 from .measure.problems import Problem, problems_sha256
 from .measure.text import neutral_text
 from .metadata import READS, Defaults, Hook, Read, Scale
 from .pack import Pack
 
-__all__ = ["BEHAVIOUR_GRID", "BEHAVIOUR_POSITIONS", "DEFAULT_BUDGET", "DEFAULT_CRITERION",
-           "DEFAULT_GRID", "DEFAULT_POSITIONS", "calibrate", "next_version"]
+__all__ = ["DEFAULT_BUDGET", "DEFAULT_CRITERION", "DEFAULT_GRID", "DEFAULT_POSITIONS", "calibrate",
+           "next_version"]
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +84,10 @@ DEFAULT_BUDGET = 0.10
 # 1/32 of its own CoT-difference norm with a random direction, SmolLM2 at 1/2: docs/calibration.md).
 DEFAULT_GRID: tuple[float, ...] = tuple(round(2 ** (k / 2), 5) for k in range(-14, 7))
 DEFAULT_POSITIONS: tuple[str, ...] = ("generated", "first_and_generated")
-# The perplexity budget is the default: the behaviour criterion's strength harmed accuracy under
-# the CoT prompt (docs/reasoning.md, section 3), and it has no accuracy guard yet.
-DEFAULT_CRITERION = "perplexity"
-# The behaviour sweep, in units of the target's own CoT norm: the 0.5B's own direction first
-# moved reasoning at 0.5 and broke at 2-4 (docs/reasoning.md).
-BEHAVIOUR_GRID: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
-BEHAVIOUR_POSITIONS: tuple[str, ...] = ("prompt_last_and_generated",)
-BEHAVIOUR_TOKENS = 10
-_READABLE_GUARD = 0.9  # a chosen strength keeps at least 90% of the unpatched readable share
+# Behaviour, within the readability and accuracy guards: the perplexity budget alone capped every
+# pack below any effect (docs/reasoning.md, 1), the behaviour choice without the accuracy guard
+# harmed accuracy under the CoT prompt (reasoning.md, 3).
+DEFAULT_CRITERION = "behaviour"
 CALIBRATION_PAIRS = 16
 
 
@@ -112,23 +119,6 @@ def _own_direction(model: Any, tokenizer: Any, pairs: PairSet, read: str,
     return result.mean_difference.float()
 
 
-def _sweep(model: Any, tokenizer: Any, pack: Pack, text: str, base: float, budget: float,
-           grid: tuple[float, ...], positions: str, model_id: str) -> tuple[float, list[GridPoint]]:
-    """Largest grid strength before the perplexity first exceeds ``(1 + budget) * base``."""
-    chosen, points = 0.0, []
-    # One patch per policy; the strength changes without re-patching.
-    with patch(model, pack, strength=grid[0], positions=positions, model_id=model_id,
-               strict=False) as handle:
-        for lam in grid:
-            handle.strength = lam
-            ppl = perplexity(model, tokenizer, text)
-            points.append(GridPoint(lam, positions, round(ppl, 4)))
-            if ppl > (1 + budget) * base:
-                break
-            chosen = lam
-    return chosen, points
-
-
 def _row(model: Any, tokenizer: Any, problems: list[Problem], text: str, max_new_tokens: int,
          batch_size: int, model_id: str, pack: Pack | None = None,
          unpatched_perplexity: float = 0.0) -> Measures:
@@ -142,52 +132,6 @@ def _row(model: Any, tokenizer: Any, problems: list[Problem], text: str, max_new
             ppl = perplexity(model, tokenizer, text)
             out = summarize(answer_problems(model, tokenizer, problems, max_new_tokens, batch_size))
     return Measures(round(ppl, 4), out["accuracy"], out["step_by_step"], round(out["answer_tokens"], 2))
-
-
-def _by_behaviour(model: Any, tokenizer: Any, pack: Pack, control: Pack, problems: list[Problem],
-                  grid: tuple[float, ...], positions: tuple[str, ...], batch_size: int,
-                  model_id: str) -> tuple[Behaviour, tuple[float, str, str] | None]:
-    """``(record, (strength, policy, reason))`` by the behaviour criterion; the choice is None
-    when no grid strength raises the readable reasoning share above both the control and the
-    unpatched model."""
-    sweeps = {p: behaviour_sweep(model, tokenizer, pack, control, problems, grid, p,
-                                 tokens=BEHAVIOUR_TOKENS, batch_size=batch_size, model_id=model_id)
-              for p in positions}
-    unpatched, readable = next(iter(sweeps.values()))[:2]
-    points = [pt for _, _, pts in sweeps.values() for pt in pts]
-    record = Behaviour("opens_reasoning", BEHAVIOUR_TOKENS, "direct", READABLE_PPL, unpatched,
-                       readable, tuple(points))
-    fit = [pt for pt in points if pt.readable >= _READABLE_GUARD * readable
-           and pt.reasons > max(pt.control_reasons, unpatched)]
-    if not fit:
-        return record, None
-    best = max(fit, key=lambda pt: (pt.reasons - pt.control_reasons, -pt.strength))
-    reason = (f"the strength whose {BEHAVIOUR_TOKENS}-token answers to the {len(problems)} "
-              f"calibration problems most often open with reasoning and stay readable against the "
-              f"random control: {best.reasons:.2f} vs {best.control_reasons:.2f} (unpatched "
-              f"{unpatched:.2f}; readable {best.readable:.2f}, unpatched {readable:.2f})")
-    return record, (best.strength, best.positions, reason)
-
-
-def _by_perplexity(model: Any, tokenizer: Any, pack: Pack, text: str, base: float, budget: float,
-                   grid: tuple[float, ...], positions: tuple[str, ...], model_id: str
-                   ) -> tuple[float, str, list[GridPoint], str]:
-    sweeps = {p: _sweep(model, tokenizer, pack, text, base, budget, grid, p, model_id)
-              for p in positions}
-    policy = max(positions, key=lambda p: (sweeps[p][0], -positions.index(p)))
-    strength = sweeps[policy][0]
-    others = ", ".join(f"{p}: {sweeps[p][0]:g}" for p in positions if p != policy)
-    points = sweeps[policy][1]
-    broke = points[-1] if points and points[-1].strength > strength else None
-    reason = (f"largest grid strength whose neutral-text perplexity stays within +{budget:.0%} of "
-              f"unpatched ({base:.4g})" + (f"; {broke.strength:g} gave {broke.perplexity:.4g}"
-                                           if broke else "; no grid point exceeded it")
-              + (f"; positions {policy} allowed the largest strength ({others})" if others else ""))
-    if strength == 0:
-        reason = (f"every grid strength raised the neutral-text perplexity by more than "
-                  f"{budget:.0%}: default strength 0 (the pack does nothing unless asked)")
-        log.warning("%s: %s", pack.name, reason)
-    return strength, policy, [pt for s in sweeps.values() for pt in s[1]], reason
 
 
 def calibrate(
@@ -204,6 +148,8 @@ def calibrate(
     pairs: PairSet | None = None,
     read: Read | None = None,
     max_new_tokens: int = 64,
+    guard_tokens: int = GUARD_TOKENS,
+    accuracy_margin: float = ACCURACY_MARGIN,
     batch_size: int = 20,
     seed: int = 0,
     version: str | None = None,
@@ -214,7 +160,9 @@ def calibrate(
 
     ``criterion``: ``"behaviour"`` or ``"perplexity"`` (this module's docstring). ``budget``: the
     allowed relative rise of the neutral-text perplexity (0.10: +10%; the ``perplexity``
-    criterion and its fallback). ``grid``: candidate strengths in units of s_i, ascending
+    criterion and its fallback). ``guard_tokens``, ``accuracy_margin``: the behaviour criterion's
+    accuracy guard (:mod:`l2v_hub.criteria`); ``max_new_tokens``: the budget of the recorded
+    rows (step 3). ``grid``: candidate strengths in units of s_i, ascending
     (default :data:`BEHAVIOUR_GRID` or :data:`DEFAULT_GRID`); ``positions``: candidate policies
     (default :data:`BEHAVIOUR_POSITIONS` or :data:`DEFAULT_POSITIONS`). ``problems`` (default:
     20 builtin calibration problems; ``problems_source`` names given ones in the record) and
@@ -234,6 +182,12 @@ def calibrate(
         grid = BEHAVIOUR_GRID if behaviour else DEFAULT_GRID
     if positions is None:
         positions = BEHAVIOUR_POSITIONS if behaviour else DEFAULT_POSITIONS
+    if not 0 <= accuracy_margin <= 1:
+        raise ArgumentError(f"accuracy_margin must be in [0, 1] (0.10 = 10 points), got "
+                            f"{accuracy_margin!r}")
+    if guard_tokens < 1 or max_new_tokens < 1:
+        raise ArgumentError(f"guard_tokens and max_new_tokens must be at least 1, got "
+                            f"{guard_tokens!r} and {max_new_tokens!r}")
     if not 0 < budget <= 10:
         raise ArgumentError(f"budget must be in (0, 10] (0.10 = +10% perplexity), got {budget!r}")
     if not grid or any(b <= a for a, b in itertools.pairwise(grid)) or grid[0] <= 0:
@@ -271,22 +225,27 @@ def calibrate(
                         schema_version=2, calibration=None)
     random = replace(base_pack, directions=random_directions(dims.hidden_size, dims.num_layers, seed))
     base = perplexity(model, tokenizer, text)
-    record, chosen_by = _by_behaviour(model, tokenizer, base_pack, random, problems, grid,
-                                      positions, batch_size, ref.model_id) if behaviour else (None, None)
+    record, point = (by_behaviour(model, tokenizer, base_pack, random, problems, grid, positions,
+                                  batch_size, ref.model_id) if behaviour else (None, None))
     steps.update()
-    if chosen_by is not None:
-        strength, policy, reason = chosen_by
+    guard = None if point is None else accuracy_guard(
+        model, tokenizer, base_pack, point, problems, tokens=guard_tokens, margin=accuracy_margin,
+        batch_size=batch_size, model_id=ref.model_id)
+    if record is not None and guard is not None:
+        record = replace(record, guard=guard)
+    if point is not None and guard is not None and guard.passed:
+        strength, policy = point.strength, point.positions
+        reason = behaviour_reason(record, point, len(problems))
         # The neutral-text perplexity along the same grid, recorded (no budget applies).
-        points = _sweep(model, tokenizer, base_pack, text, base, math.inf, grid, policy,
-                        ref.model_id)[1]
+        points = perplexity_sweep(model, tokenizer, base_pack, text, base, math.inf, grid, policy,
+                                  ref.model_id)[1]
     else:
-        strength, policy, points, reason = _by_perplexity(
+        strength, policy, points, reason = by_perplexity(
             model, tokenizer, base_pack, text, base, budget, fallback_grid,
             DEFAULT_POSITIONS if behaviour else positions, ref.model_id)
-        if behaviour:
+        if record is not None:
             criterion = "perplexity"
-            reason = ("no behaviour-grid strength made short answers open with reasoning more "
-                      "often than both the random control and the unpatched model: " + reason)
+            reason = fallback_reason(record, reason)
             log.warning("%s: %s", pack.name, reason)
     steps.update()
     layers = pack.defaults.layers

@@ -11,12 +11,13 @@ from typing import Any
 
 from .metadata import POSITIONS, SCALE_MEASURES, _Reader, check_model_id
 
-__all__ = ["CRITERIA", "Behaviour", "BehaviourPoint", "Calibration", "GridPoint", "Measures",
-           "parse_calibration"]
+__all__ = ["CRITERIA", "AccuracyGuard", "Behaviour", "BehaviourPoint", "Calibration", "GridPoint",
+           "Measures", "parse_calibration"]
 
 # How the default strength was chosen: the behaviour a CoT pack exists to change, against its
-# random control, within a readability guard; or (packs before issue 18, and the fallback when
-# no strength moves the behaviour) the neutral-text perplexity budget alone.
+# random control, within a readability and an accuracy guard; or (packs before issue 18, and the
+# fallback when no strength moves the behaviour or the guard refuses it) the neutral-text
+# perplexity budget alone.
 CRITERIA = ("behaviour", "perplexity")
 
 
@@ -44,13 +45,34 @@ class GridPoint:
 class BehaviourPoint:
     """One strength of the behaviour sweep (l2v_hub.measure.behaviour): the share of short
     answers that open with reasoning and are readable, with the pack and with its random control,
-    and the pack's readable share (all 0..1)."""
+    and the pack's readable share (all 0..1); ``p``: McNemar's exact p of the pack's against the
+    control's answers on the same problems (``None`` in records written before it was kept)."""
 
     strength: float
     positions: str
     reasons: float
     control_reasons: float
     readable: float
+    p: float | None = None
+
+
+@dataclass(frozen=True)
+class AccuracyGuard:
+    """The accuracy guard of a behaviour calibration: the calibration problems answered under the
+    ``regime`` prompt (``cot``: the paper's) with ``tokens`` new tokens, unpatched and with the pack
+    at ``strength`` / ``positions``; accuracies and truncated shares 0..1. ``passed`` when the
+    pack's accuracy is at least the unpatched one minus ``margin``."""
+
+    regime: str
+    tokens: int
+    margin: float
+    strength: float
+    positions: str
+    unpatched_accuracy: float
+    pack_accuracy: float
+    unpatched_truncated: float
+    pack_truncated: float
+    passed: bool
 
 
 @dataclass(frozen=True)
@@ -58,7 +80,9 @@ class Behaviour:
     """The behaviour measurement a ``criterion="behaviour"`` calibration chose its strength by:
     ``measure`` read off ``tokens``-token greedy answers under the ``regime`` prompt, readable
     below ``readable_ppl``; ``unpatched`` is the unpatched model's share and
-    ``unpatched_readable`` the share of its answers that are readable (the guard's reference)."""
+    ``unpatched_readable`` the share of its answers that are readable (the guard's reference);
+    a point counts as a rise when its ``p`` is below ``alpha``. ``guard``: the accuracy guard of
+    the strength the sweep chose (``None``: none chosen, or a record from before the guard)."""
 
     measure: str
     tokens: int
@@ -67,6 +91,8 @@ class Behaviour:
     unpatched: float
     unpatched_readable: float
     points: tuple[BehaviourPoint, ...]
+    alpha: float | None = None
+    guard: AccuracyGuard | None = None
 
 
 @dataclass(frozen=True)
@@ -103,8 +129,13 @@ class Calibration:
         data["grid"] = [asdict(p) for p in self.grid]
         if self.behaviour is None:
             del data["behaviour"]
-        else:
-            data["behaviour"]["points"] = [asdict(p) for p in self.behaviour.points]
+            return data
+        b = data["behaviour"]
+        b["points"] = [{k: v for k, v in asdict(p).items() if v is not None or k != "p"}
+                       for p in self.behaviour.points]
+        for key in ("alpha", "guard"):  # absent in records from before them, and left so
+            if b[key] is None:
+                del b[key]
         return data
 
 
@@ -136,12 +167,25 @@ def _behaviour(r: _Reader) -> Behaviour:
         points.append(BehaviourPoint(
             strength=_number(p, "strength"), positions=p.string("positions", choices=POSITIONS),  # type: ignore[arg-type]
             reasons=_number(p, "reasons"), control_reasons=_number(p, "control_reasons"),  # type: ignore[arg-type]
-            readable=_number(p, "readable")))  # type: ignore[arg-type]
+            readable=_number(p, "readable"), p=_number(p, "p", True)))  # type: ignore[arg-type]
+    guard = None
+    if isinstance(r.data, dict) and r.data.get("guard") is not None:
+        g = r.child("guard")
+        passed = g.get("passed", "true or false", (bool,))
+        guard = AccuracyGuard(
+            regime=g.string("regime"), tokens=g.integer("tokens", 1, 1 << 20),
+            margin=_number(g, "margin"), strength=_number(g, "strength"),  # type: ignore[arg-type]
+            positions=g.string("positions", choices=POSITIONS),
+            unpatched_accuracy=_number(g, "unpatched_accuracy"),  # type: ignore[arg-type]
+            pack_accuracy=_number(g, "pack_accuracy"),  # type: ignore[arg-type]
+            unpatched_truncated=_number(g, "unpatched_truncated"),  # type: ignore[arg-type]
+            pack_truncated=_number(g, "pack_truncated"), passed=passed)  # type: ignore[arg-type]
     return Behaviour(measure=r.string("measure"), tokens=r.integer("tokens", 1, 1 << 20),
                      regime=r.string("regime"), readable_ppl=_number(r, "readable_ppl"),  # type: ignore[arg-type]
                      unpatched=_number(r, "unpatched"),  # type: ignore[arg-type]
                      unpatched_readable=_number(r, "unpatched_readable"),  # type: ignore[arg-type]
-                     points=tuple(points))  # type: ignore[arg-type]
+                     points=tuple(points), alpha=_number(r, "alpha", True),  # type: ignore[arg-type]
+                     guard=guard)
 
 
 def _pairs(r: _Reader) -> dict[str, Any]:

@@ -72,20 +72,32 @@ def calibration_lines(pack: Pack) -> list[str]:
     ]
     b = c.behaviour
     if b is not None:
+        g = b.guard
         lines += [
             "",
             ("Chosen by behaviour" if c.criterion == "behaviour" else
-             "Behaviour measured (no strength moved it; chosen by perplexity)")
+             "Behaviour measured (no strength moved it; chosen by perplexity)" if g is None else
+             "Behaviour measured (the accuracy guard refused its strength; chosen by perplexity)")
             + f": the share of {b.tokens}-token answers ({b.regime} prompt) that "
             f"open with reasoning ({b.measure}) and stay readable (the unpatched model's "
             f"perplexity of the answer at most {b.readable_ppl:g}); unpatched: {b.unpatched:.2f} "
-            f"(readable {b.unpatched_readable:.2f}).",
+            f"(readable {b.unpatched_readable:.2f})"
+            + ("." if b.alpha is None else f"; a rise counts at p < {b.alpha:g} (McNemar, exact)."),
             "",
-            "| strength | positions | pack | random control | readable (pack) |",
-            "|---|---|---|---|---|",
+            "| strength | positions | pack | random control | p | readable (pack) |",
+            "|---|---|---|---|---|---|",
             *(f"| {p.strength:g} | {p.positions} | {p.reasons:.2f} | {p.control_reasons:.2f} | "
-              f"{p.readable:.2f} |" for p in b.points),
+              f"{_f(p.p, '.2g')} | {p.readable:.2f} |" for p in b.points),
         ]
+        if g is not None:
+            lines += [
+                "",
+                f"Accuracy guard ({g.regime} prompt, {g.tokens} new tokens, the "
+                f"{c.problems['count']} calibration problems) at strength {g.strength:g}, "
+                f"`{g.positions}`: accuracy {g.pack_accuracy:.2f} against {g.unpatched_accuracy:.2f} "
+                f"unpatched (truncated {g.pack_truncated:.2f} / {g.unpatched_truncated:.2f}); "
+                f"allowed fall {g.margin:.2f}: **{'passed' if g.passed else 'refused'}**.",
+            ]
     return lines
 
 

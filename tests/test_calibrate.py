@@ -349,7 +349,8 @@ BEHAVIOUR_GRID = (0.5, 2.0, 8.0)
 def behaviour_setup() -> tuple[torch.nn.Module, object, Pack]:
     model, tok = sensitive_llama(), byte_tokenizer()
     return model, tok, run_calibrate(model, tok, criterion="behaviour", grid=BEHAVIOUR_GRID,
-                                     positions=("prompt_last_and_generated", "generated"))
+                                     positions=("prompt_last_and_generated", "generated"),
+                                     guard_tokens=8)
 
 
 def test_the_behaviour_record_holds_every_point_the_patched_model_gives(behaviour_setup) -> None:
@@ -368,22 +369,23 @@ def test_the_behaviour_record_holds_every_point_the_patched_model_gives(behaviou
         assert again == points and unpatched == b.unpatched
 
 
-def test_the_behaviour_choice_is_the_largest_readable_rise_over_the_control(behaviour_setup) -> None:
+def test_the_behaviour_choice_is_what_the_criterion_picks_from_the_record(behaviour_setup) -> None:
+    from l2v_hub.criteria import choose
+
     _, _, calibrated = behaviour_setup
     c = calibrated.calibration
-    readable = c.behaviour.unpatched_readable
-    fit = [p for p in c.behaviour.points if p.reasons > max(p.control_reasons, c.behaviour.unpatched)
-           and p.readable >= 0.9 * readable]
-    if c.criterion == "behaviour":
-        best = max((p for p in fit), key=lambda p: (p.reasons - p.control_reasons, -p.strength))
-        assert (c.strength, c.positions) == (best.strength, best.positions)
+    chosen = choose(c.behaviour, c.behaviour.alpha)
+    if chosen is None:  # fell back: no point rose significantly, so no guard was run
+        assert c.criterion == "perplexity" and c.behaviour.guard is None
+        assert c.reason.startswith("no behaviour-grid strength") and "stays within +10%" in c.reason
+    elif c.behaviour.guard.passed:
+        assert (c.criterion, c.strength, c.positions) == ("behaviour", chosen.strength, chosen.positions)
         assert "open with reasoning" in c.reason
         # The neutral-text perplexity is recorded along the grid at the chosen policy.
         assert [p.strength for p in c.grid] == list(BEHAVIOUR_GRID)
         assert {p.positions for p in c.grid} == {c.positions}
-    else:  # fell back: no point rose above both the control and unpatched (within the guard)
-        assert not fit
-        assert c.reason.startswith("no behaviour-grid strength") and "stays within +10%" in c.reason
+    else:
+        assert c.criterion == "perplexity" and c.reason.startswith("the accuracy guard refused")
 
 
 def test_inspect_and_the_card_show_the_behaviour_measurement(behaviour_setup, tmp_path: Path) -> None:
@@ -395,10 +397,10 @@ def test_inspect_and_the_card_show_the_behaviour_measurement(behaviour_setup, tm
     result = CliRunner().invoke(main, ["inspect", str(folder)])
     assert result.exit_code == 0, result.output
     assert f"(criterion: {c.criterion})" in result.output
-    assert "| strength | positions | pack | random control | readable (pack) |" in result.output
+    assert "| strength | positions | pack | random control | p | readable (pack) |" in result.output
     for p in c.behaviour.points:
         assert (f"| {p.strength:g} | {p.positions} | {p.reasons:.2f} | {p.control_reasons:.2f} | "
-                f"{p.readable:.2f} |") in result.output
+                f"{p.p:.2g} | {p.readable:.2f} |") in result.output
     card = (folder / "README.md").read_text(encoding="utf-8")
     assert "open with reasoning (opens_reasoning)" in card
     assert Pack.from_pretrained(folder).calibration == c  # the record survives save and load

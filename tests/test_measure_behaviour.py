@@ -16,6 +16,7 @@ import l2v_hub
 from l2v_hub.measure import answer_problems, builtin_problems, opens_reasoning
 from l2v_hub.measure.behaviour import READABLE_PPL, answer_perplexities, behaviour_sweep
 from l2v_hub.measure.prompts import encode
+from l2v_hub.measure.stats import mcnemar_exact
 
 HIDDEN, LAYERS = 32, 4
 
@@ -45,13 +46,12 @@ def test_answer_perplexities_equal_a_one_forward_reference(setup) -> None:
         assert value == pytest.approx(math.exp(nll / len(written)), rel=1e-4)
 
 
-def _share(model, tok, problems, pack, strength: float) -> float:
+def _opens(model, tok, problems, pack, strength: float) -> list[bool]:
     with l2v_hub.patch(model, pack, strength=strength, positions="prompt_last_and_generated"):
         texts = [a.text for a in answer_problems(model, tok, problems, 4, 2, "direct")]
     ppl = answer_perplexities(model, tok, problems, texts, "direct")
-    ok = [p is not None and p <= READABLE_PPL and opens_reasoning(t, q.question)
-          for p, t, q in zip(ppl, texts, problems, strict=True)]
-    return round(sum(ok) / len(ok), 4)
+    return [p is not None and p <= READABLE_PPL and opens_reasoning(t, q.question)
+            for p, t, q in zip(ppl, texts, problems, strict=True)]
 
 
 def test_the_sweep_reports_what_the_patched_model_writes(setup) -> None:
@@ -63,8 +63,13 @@ def test_the_sweep_reports_what_the_patched_model_writes(setup) -> None:
     assert [p.strength for p in points] == [0.5, 2.0][:len(points)]
     for point in points:
         assert point.positions == "prompt_last_and_generated"
-        assert point.reasons == _share(model, tok, problems, pack, point.strength)
-        assert point.control_reasons == _share(model, tok, problems, control, point.strength)
+        ours = _opens(model, tok, problems, pack, point.strength)
+        theirs = _opens(model, tok, problems, control, point.strength)
+        assert point.reasons == round(sum(ours) / len(ours), 4)
+        assert point.control_reasons == round(sum(theirs) / len(theirs), 4)
+        won = sum(a and not b for a, b in zip(ours, theirs, strict=True))
+        lost = sum(b and not a for a, b in zip(ours, theirs, strict=True))
+        assert point.p == pytest.approx(mcnemar_exact(won, lost), rel=1e-3)
         assert 0 <= point.readable <= 1
     assert not l2v_hub.unpatch(model)  # the sweep leaves no patch behind
 

@@ -48,10 +48,11 @@ def problem_count(options: dict[str, Any]) -> int:
 def calibration_options(f: Any) -> Any:
     """The options ``calibrate`` and ``build --calibrate`` share."""
     for option in reversed([
-        click.option("--criterion", type=click.Choice(["behaviour", "perplexity"]), default="perplexity",
-                     show_default=True, help="perplexity: the largest strength within --budget; behaviour: the "
-                     "strength whose short answers most often open with reasoning against the random control, "
-                     "readable (no accuracy guard: it harmed accuracy under a CoT prompt, docs/reasoning.md)."),
+        click.option("--criterion", type=click.Choice(["behaviour", "perplexity"]), default="behaviour",
+                     show_default=True, help="behaviour: the smallest strength whose short answers open with "
+                     "reasoning significantly more often than under the random control, readable, and whose "
+                     "accuracy under a CoT prompt stays within --accuracy-margin of unpatched (else it falls "
+                     "back to perplexity, saying why); perplexity: the largest strength within --budget."),
         click.option("--budget", type=click.FloatRange(min=0, min_open=True, max=10), default=0.10,
                      show_default=True, help="Allowed rise of the neutral-text perplexity (0.10: +10%; the perplexity criterion)."),
         click.option("--grid", callback=_strengths, help="Strengths to sweep, in units of s_i, ascending [default: "
@@ -61,7 +62,13 @@ def calibration_options(f: Any) -> Any:
                      help="Builtin calibration problems answered per row (unpatched, pack, random control)."),
         click.option("--problems", "old_problem_count", type=click.IntRange(1, 50), callback=_deprecated_problems,
                      help="Deprecated name of --calibration-problems (eval's --problems is a file)."),
-        click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True,
+                     help="Token budget of the recorded rows (unpatched, pack, random control)."),
+        click.option("--guard-tokens", type=click.IntRange(min=1), default=400, show_default=True,
+                     help="Token budget of the behaviour criterion's accuracy guard (CoT prompt): long enough "
+                     "that the unpatched model finishes, or truncation is blamed on the pack."),
+        click.option("--accuracy-margin", type=click.FloatRange(0, 1), default=0.10, show_default=True,
+                     help="Largest fall of the CoT accuracy (0.10: 10 points) the accuracy guard allows."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the random control."),
     ]):
         f = option(f)
@@ -79,7 +86,9 @@ def run_calibration(pack: Any, model: Any, tokenizer: Any, options: dict[str, An
                grid=options["grid"],
                problems=None if count == 20 else builtin_problems("calibration", count),
                problems_source=f"builtin-calibration[:{count}]",
-               read=options.get("read"), max_new_tokens=options["max_new_tokens"], seed=options["seed"], version=version,
+               read=options.get("read"), max_new_tokens=options["max_new_tokens"],
+               guard_tokens=options["guard_tokens"], accuracy_margin=options["accuracy_margin"],
+               seed=options["seed"], version=version,
                model_id=model_id, progress=not options.get("quiet", False))
 
 

@@ -22,6 +22,7 @@ from .answers import answer_problems, non_ascii_share
 from .onset import opens_reasoning
 from .problems import Problem
 from .prompts import encode, tokenizer_of
+from .stats import mcnemar_exact
 
 __all__ = ["READABLE_PPL", "answer_perplexities", "behaviour_sweep"]
 
@@ -69,7 +70,8 @@ def behaviour_sweep(model: Any, tokenizer: Any, pack: Pack, control: Pack,
     """``(unpatched share, unpatched readable share, points)``: for each strength of ``grid`` (ascending), the share of
     ``tokens``-token greedy answers to ``problems`` (prompt ``regime``) that open with reasoning
     and are readable, with ``pack`` and with ``control`` (the same push along random directions),
-    both under ``positions``. The sweep stops after the first strength whose pack answers are no
+    both under ``positions``, and McNemar's exact p of the pack's answers against the control's
+    (paired by problem; ``l2v_hub.measure.stats.mcnemar_exact``). The sweep stops after the first strength whose pack answers are no
     longer mostly readable (readable share below half the unpatched one): past breakage.
     ``model_id``: the model's Hub id, for the patches' fit check (``l2v_hub.patch``)."""
     problems = list(problems)
@@ -88,8 +90,11 @@ def behaviour_sweep(model: Any, tokenizer: Any, pack: Pack, control: Pack,
                 answers[name] = texts()
         ours, readable = _shares(model, tokenizer, problems, answers["pack"], regime, readable_ppl)
         theirs, _ = _shares(model, tokenizer, problems, answers["control"], regime, readable_ppl)
+        won = sum(a and not b for a, b in zip(ours, theirs, strict=True))
+        lost = sum(b and not a for a, b in zip(ours, theirs, strict=True))
         points.append(BehaviourPoint(lam, positions, round(sum(ours) / len(ours), 4),
-                                     round(sum(theirs) / len(theirs), 4), round(readable, 4)))
+                                     round(sum(theirs) / len(theirs), 4), round(readable, 4),
+                                     float(f"{mcnemar_exact(won, lost):.4g}")))
         if readable < base_readable / 2:
             break
     return round(sum(base) / max(1, len(base)), 4), round(base_readable, 4), points
