@@ -5,6 +5,8 @@ instead with the behaviour and guard records kept, as ``l2v-hub inspect`` shows.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from test_calibrate import pack_to_calibrate, run_calibrate, sensitive_llama
 from tiny_llm import REPO_CACHE, byte_tokenizer
 
 import l2v_hub
-from l2v_hub import Pack
+from l2v_hub import Pack, PackError
 from l2v_hub.calibration_record import Behaviour, BehaviourPoint
 from l2v_hub.criteria import ALPHA, accuracy_guard, choose
 from l2v_hub.measure import answer_problems, builtin_problems, summarize
@@ -136,29 +138,76 @@ def test_a_refused_strength_falls_back_to_the_perplexity_budget_keeping_both_rec
     assert Pack.from_pretrained(folder).calibration == c
 
 
-def test_a_passed_guard_keeps_the_chosen_strength_and_records_the_grid_there(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # A tiny random model writes no readable text, so no point qualifies on it: the choice is
-    # pinned to the second grid point; its accuracy (0 unpatched, 0 steered) passes the guard.
+@pytest.fixture(scope="module")
+def passed() -> Pack:
+    """A behaviour calibration of the tiny Llama whose guard passed. A tiny random model writes no
+    readable text, so no point qualifies on it: the choice is pinned to the second grid point;
+    its accuracy (0 unpatched, 0 steered) passes the guard."""
     import l2v_hub.criteria as criteria
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(criteria, "choose", lambda rec, alpha=ALPHA: rec.points[1])
+        return run_calibrate(sensitive_llama(), byte_tokenizer(), pack_to_calibrate(),
+                             criterion="behaviour", grid=(0.5, 1.0, 2.0),
+                             positions=("prompt_last_and_generated",), guard_tokens=8)
+
+
+def test_a_passed_guard_keeps_the_chosen_strength_and_records_the_grid_there(
+        passed: Pack, tmp_path: Path) -> None:
     from l2v_hub.cli import main
 
-    monkeypatch.setattr(criteria, "choose", lambda rec, alpha=ALPHA: rec.points[1])
-    model, tok = sensitive_llama(), byte_tokenizer()
-    calibrated = run_calibrate(model, tok, pack_to_calibrate(), criterion="behaviour",
-                               grid=(0.5, 1.0, 2.0), positions=("prompt_last_and_generated",),
-                               guard_tokens=8)
-    c = calibrated.calibration
+    c = passed.calibration
     chosen = c.behaviour.points[1]
     assert c.criterion == "behaviour" and (c.strength, c.positions) == (chosen.strength, chosen.positions)
-    assert calibrated.defaults.strength == chosen.strength and calibrated.hook.positions == PLG
+    assert passed.defaults.strength == chosen.strength and passed.hook.positions == PLG
     g = c.behaviour.guard
     assert g.passed and (g.strength, g.tokens, g.regime) == (chosen.strength, 8, "cot")
     assert [p.strength for p in c.grid] == [0.5, 1.0, 2.0] and {p.positions for p in c.grid} == {PLG}
     assert c.reason.startswith("the smallest grid strength") and "CoT accuracy at 8 tokens" in c.reason
-    folder = calibrated.save_pretrained(tmp_path / "pack")
+    folder = passed.save_pretrained(tmp_path / "pack")
     shown = CliRunner().invoke(main, ["inspect", str(folder)])
     assert shown.exit_code == 0, shown.output
     assert "Chosen by behaviour" in shown.output and "**passed**" in shown.output
     assert "| strength | positions | pack | random control | p | readable (pack) |" in shown.output
     assert Pack.from_pretrained(folder).calibration == c
+
+
+def _rewrite(folder: Path, edit) -> None:
+    path = folder / "pack.json"
+    data = json.loads(path.read_text())
+    edit(data["calibration"]["behaviour"])
+    path.write_text(json.dumps(data))
+
+
+def test_a_record_from_before_the_guard_still_loads(passed: Pack, tmp_path: Path) -> None:
+    folder = passed.save_pretrained(tmp_path / "pack")
+
+    def strip(b: dict) -> None:
+        del b["guard"], b["alpha"]
+        for point in b["points"]:
+            del point["p"]
+
+    _rewrite(folder, strip)
+    b = Pack.from_pretrained(folder).calibration.behaviour
+    assert b.guard is None and b.alpha is None and all(p.p is None for p in b.points)
+    assert [p.reasons for p in b.points] == [p.reasons for p in passed.calibration.behaviour.points]
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("passed", "yes", "'calibration.behaviour.guard.passed' must be true or false"),
+    ("positions", "everywhere", "'calibration.behaviour.guard.positions' must be one of"),
+    ("pack_accuracy", None, "missing key 'calibration.behaviour.guard.pack_accuracy'"),
+])
+def test_a_broken_guard_record_is_refused_naming_the_field(passed: Pack, tmp_path: Path, key: str,
+                                                           value: object, expected: str) -> None:
+    folder = passed.save_pretrained(tmp_path / "pack")
+
+    def corrupt(b: dict) -> None:
+        if value is None:
+            del b["guard"][key]
+        else:
+            b["guard"][key] = value
+
+    _rewrite(folder, corrupt)
+    with pytest.raises(PackError, match=re.escape(expected)):
+        Pack.from_pretrained(folder)
