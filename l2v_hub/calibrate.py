@@ -104,7 +104,7 @@ def _pairs(pairs: PairSet | None, pack: Pack) -> PairSet:
         return pairs
     every = prompt_contrast() if pack.method.pairs.source.startswith("prompt-contrast") else builtin_pairs()
     step = len(every.pairs) // CALIBRATION_PAIRS
-    return PairSet(f"builtin-every-{step}th", every.style, every.pairs[::step][:CALIBRATION_PAIRS])
+    return PairSet(f"{every.source}-every-{step}th", every.style, every.pairs[::step][:CALIBRATION_PAIRS])
 
 
 def _own_direction(model: Any, tokenizer: Any, pairs: PairSet, read: str,

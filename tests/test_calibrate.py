@@ -426,3 +426,12 @@ def test_patching_another_model_than_the_calibrated_one_logs_a_warning_naming_bo
     (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "calibrated on org/target" in record.getMessage()
     assert "org/sibling" in record.getMessage()
+
+
+def test_the_default_pairs_follow_the_packs_recipe_and_are_named_by_it() -> None:
+    pack = pack_to_calibrate()
+    contrast = replace(pack, method=replace(pack.method, pairs=replace(pack.method.pairs,
+                                                                       source="prompt-contrast")))
+    calibrated = run_calibrate(sensitive_llama(), byte_tokenizer(), contrast, pairs=None, grid=(0.5,))
+    assert calibrated.calibration.pairs["source"] == "prompt-contrast-every-18th"
+    assert calibrated.calibration.pairs["count"] == 16
