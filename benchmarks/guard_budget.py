@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
 import torch
 
 from l2v_hub import Pack
 from l2v_hub.builder import load_model
-from l2v_hub.calibration_record import BehaviourPoint
 from l2v_hub.criteria import accuracy_guard
 from l2v_hub.measure import builtin_problems
 
@@ -31,11 +31,11 @@ def main() -> None:
     guard = pack.calibration.behaviour.guard  # the strength and policy the calibration checked
     model, tok = load_model(args.model)
     problems = builtin_problems("calibration", args.problems)
-    point = BehaviourPoint(guard.strength, guard.positions, 0.0, 0.0, 1.0)
     for tokens in (int(t) for t in args.tokens.split(",")):
-        g = accuracy_guard(model, tok, pack, point, problems, tokens=tokens, margin=guard.margin,
-                           batch_size=args.problems, model_id=args.model_id)
-        print(json.dumps(g.__dict__), flush=True)
+        g = accuracy_guard(model, tok, pack, guard.strength, guard.positions, problems,
+                           tokens=tokens, margin=guard.margin, batch_size=args.problems,
+                           model_id=args.model_id)
+        print(json.dumps(asdict(g)), flush=True)
 
 
 if __name__ == "__main__":

@@ -229,8 +229,8 @@ def calibrate(
                                   batch_size, ref.model_id) if behaviour else (None, None))
     steps.update()
     guard = None if point is None else accuracy_guard(
-        model, tokenizer, base_pack, point, problems, tokens=guard_tokens, margin=accuracy_margin,
-        batch_size=batch_size, model_id=ref.model_id)
+        model, tokenizer, base_pack, point.strength, point.positions, problems,
+        tokens=guard_tokens, margin=accuracy_margin, batch_size=batch_size, model_id=ref.model_id)
     if record is not None and guard is not None:
         record = replace(record, guard=guard)
     if point is not None and guard is not None and guard.passed:

@@ -111,22 +111,22 @@ def by_behaviour(model: Any, tokenizer: Any, pack: Pack, control: Pack, problems
     return record, choose(record, alpha)
 
 
-def accuracy_guard(model: Any, tokenizer: Any, pack: Pack, point: BehaviourPoint,
+def accuracy_guard(model: Any, tokenizer: Any, pack: Pack, strength: float, positions: str,
                    problems: list[Problem], *, tokens: int = GUARD_TOKENS,
                    margin: float = ACCURACY_MARGIN, batch_size: int = 20,
                    model_id: str | None = None) -> AccuracyGuard:
-    """The accuracy guard of ``point`` (module docstring): ``problems`` answered greedily under
-    the ``cot`` prompt with ``tokens`` new tokens, unpatched and with ``pack`` at the point's
-    strength and positions."""
+    """The accuracy guard (module docstring): ``problems`` answered greedily under the ``cot``
+    prompt with ``tokens`` new tokens, unpatched and with ``pack`` at ``strength`` (units of
+    s_i) under ``positions``."""
     def answers() -> dict[str, Any]:
         return summarize(answer_problems(model, tokenizer, problems, tokens, batch_size, "cot"))
 
     unpatched = answers()
-    with patch(model, pack, strength=point.strength, positions=point.positions,
-               model_id=model_id, strict=False):
+    with patch(model, pack, strength=strength, positions=positions, model_id=model_id,
+               strict=False):
         steered = answers()
     return AccuracyGuard(
-        "cot", tokens, margin, point.strength, point.positions,
+        "cot", tokens, margin, strength, positions,
         round(unpatched["accuracy"], 4), round(steered["accuracy"], 4),
         round(unpatched["truncated"], 4), round(steered["truncated"], 4),
         # A hair of slack so that a fall of exactly ``margin`` (2 of 20) passes in floats too.
@@ -155,4 +155,3 @@ def fallback_reason(record: Behaviour, reason: str) -> str:
            f"{g.pack_accuracy:.2f} against {g.unpatched_accuracy:.2f} unpatched (allowed fall "
            f"{g.margin:.2f}; truncated {g.pack_truncated:.2f} vs {g.unpatched_truncated:.2f})")
     return f"{why}: {reason}"
-

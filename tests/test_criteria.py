@@ -97,10 +97,10 @@ def smol() -> tuple[torch.nn.Module, object, list[Problem], Pack]:
 def test_the_guard_passes_the_identity_and_refuses_a_push_that_breaks_the_answers(smol) -> None:
     model, tok, problems, pack = smol
     n = len(problems)
-    kept = accuracy_guard(model, tok, pack, point(0.0, 1, 0), problems, tokens=GUARD_TOKENS,
+    kept = accuracy_guard(model, tok, pack, 0.0, PLG, problems, tokens=GUARD_TOKENS,
                           margin=0.0, batch_size=n, model_id=SMOL_ID)
     assert kept.passed and kept.unpatched_accuracy == kept.pack_accuracy == 1.0
-    broken = accuracy_guard(model, tok, pack, point(8.0, 1, 0, positions="all"), problems,
+    broken = accuracy_guard(model, tok, pack, 8.0, "all", problems,
                             tokens=GUARD_TOKENS, margin=0.10, batch_size=n, model_id=SMOL_ID)
     with l2v_hub.patch(model, pack, strength=8.0, positions="all", model_id=SMOL_ID):
         again = summarize(answer_problems(model, tok, problems, GUARD_TOKENS, n, "cot"))

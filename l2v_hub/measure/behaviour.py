@@ -71,8 +71,8 @@ def behaviour_sweep(model: Any, tokenizer: Any, pack: Pack, control: Pack,
     ``tokens``-token greedy answers to ``problems`` (prompt ``regime``) that open with reasoning
     and are readable, with ``pack`` and with ``control`` (the same push along random directions),
     both under ``positions``, and McNemar's exact p of the pack's answers against the control's
-    (paired by problem; ``l2v_hub.measure.stats.mcnemar_exact``). The sweep stops after the first strength whose pack answers are no
-    longer mostly readable (readable share below half the unpatched one): past breakage.
+    (paired by problem; ``l2v_hub.measure.stats.mcnemar_exact``). The sweep stops after the
+    first strength whose pack answers are no longer mostly readable (readable share below half the unpatched one): past breakage.
     ``model_id``: the model's Hub id, for the patches' fit check (``l2v_hub.patch``)."""
     problems = list(problems)
 
